@@ -1,0 +1,516 @@
+//! The TOML configuration: typed, defaulted and validated.
+
+use crate::hec::TokenSecret;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a configuration could not be used; always names the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type…).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config{}: `{key}`: {message}", origin(.path))]
+    Invalid {
+        /// The config file, when there is one.
+        path: Option<PathBuf>,
+        /// The offending key, e.g. `tokens[1].ack`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn origin(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" file {}", p.display()))
+        .unwrap_or_default()
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Generated certificates, token, queue and channel ids live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The HEC listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Accepted HEC tokens; none means one generated on first start.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// The durable queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[server]`: the HEC listener and the metrics/admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HEC listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; generated into the data dir when unset.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
+    /// Serve TLS (default). `false` serves plain HTTP, with a warning.
+    #[serde(default = "yes")]
+    pub tls: bool,
+    /// Address of the Prometheus `/metrics` and admin API listener.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
+    /// Cap on a request body as received (compressed): above it, 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Cap on a request body after gunzip: above it, 413.
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: u64,
+    /// How long `/health` and new requests answer 503 code 23 before the listener closes.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// HTTP worker threads; default: one per CPU.
+    pub workers: Option<usize>,
+    /// Pending client ack ids kept per channel; the oldest is dropped beyond it.
+    #[serde(default = "default_ack_max_per_channel")]
+    pub ack_max_per_channel: usize,
+    /// Pending client ack ids kept in all; beyond it, 503 code 9.
+    #[serde(default = "default_ack_max_total")]
+    pub ack_max_total: usize,
+    /// A channel unused this long is forgotten with its pending ack ids.
+    #[serde(default = "default_ack_channel_idle", with = "humantime_serde")]
+    pub ack_channel_idle: Duration,
+}
+
+/// A token's client-facing acknowledgement mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// No acks: `/ack` answers code 14 and channels are optional.
+    #[default]
+    None,
+    /// An ack id turns true once the request is flushed to the queue.
+    Durable,
+    /// An ack id turns true once every output delivered every event of it.
+    Delivered,
+}
+
+/// `[[tokens]]`: one accepted HEC token and the defaults for its events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Name used in metrics, logs and queue records (never the secret).
+    pub name: String,
+    /// The token value.
+    pub token: Option<String>,
+    /// Environment variable holding the token value.
+    pub token_env: Option<String>,
+    /// Default index for events from this token.
+    pub index: Option<String>,
+    /// Default sourcetype.
+    pub sourcetype: Option<String>,
+    /// Default source.
+    pub source: Option<String>,
+    /// Acknowledgement mode.
+    #[serde(default)]
+    pub ack: AckMode,
+    /// Accept the token as `?token=` in the query string.
+    #[serde(default)]
+    pub allow_query_token: bool,
+    /// Indexes events may name; empty means any.
+    #[serde(default)]
+    pub allowed_indexes: Vec<String>,
+    /// Refuse this token with 403 code 1.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `[queue]`: the durable queue and its watermarks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Directory of the sled store; default `<data_dir>/queue`.
+    pub path: Option<PathBuf>,
+    /// Stored bytes above which requests get 503 code 9 (accepting again below 90 %).
+    #[serde(default = "default_queue_max_bytes")]
+    pub max_bytes: u64,
+    /// Free space on the queue's filesystem below which requests get 503 code 9.
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+    /// sled page cache size; memory does not grow with the backlog.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+}
+
+/// `[log]`: level and format of the service log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace` or a tracing filter; `SLUICE_LOG` overrides.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8088))
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9108))
+}
+fn default_max_body_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_decoded_bytes() -> u64 {
+    1 << 30
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_ack_max_per_channel() -> usize {
+    100_000
+}
+fn default_ack_max_total() -> usize {
+    1_000_000
+}
+fn default_ack_channel_idle() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_queue_max_bytes() -> u64 {
+    10 << 30
+}
+fn default_min_free_bytes() -> u64 {
+    1 << 30
+}
+fn default_cache_bytes() -> u64 {
+    32 << 20
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            tls: true,
+            metrics_listen: default_metrics_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            max_decoded_bytes: default_max_decoded_bytes(),
+            shutdown_grace: default_shutdown_grace(),
+            workers: None,
+            ack_max_per_channel: default_ack_max_per_channel(),
+            ack_max_total: default_ack_max_total(),
+            ack_channel_idle: default_ack_channel_idle(),
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            path: None,
+            max_bytes: default_queue_max_bytes(),
+            min_free_bytes: default_min_free_bytes(),
+            cache_bytes: default_cache_bytes(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            server: ServerConfig::default(),
+            tokens: Vec::new(),
+            queue: QueueConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A token ready for use: its secret resolved from the file or environment.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// The token's settings.
+    pub config: TokenConfig,
+    /// The token value.
+    pub secret: TokenSecret,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
+                path: Some(path.to_path_buf()),
+                key,
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Where the queue's sled store lives.
+    pub fn queue_path(&self) -> PathBuf {
+        self.queue
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("queue"))
+    }
+
+    /// Checks every value that the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err(invalid(
+                if s.tls_cert.is_some() {
+                    "server.tls_key"
+                } else {
+                    "server.tls_cert"
+                },
+                "tls_cert and tls_key must be set together",
+            ));
+        }
+        if !s.tls && s.client_ca.is_some() {
+            return Err(invalid(
+                "server.client_ca",
+                "client certificates need tls = true",
+            ));
+        }
+        if s.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be above 0"));
+        }
+        if s.max_decoded_bytes < s.max_body_bytes.min(1 << 20) {
+            return Err(invalid(
+                "server.max_decoded_bytes",
+                "must be at least 1 MiB (or max_body_bytes)",
+            ));
+        }
+        if s.workers == Some(0) {
+            return Err(invalid("server.workers", "must be above 0"));
+        }
+        if s.ack_max_per_channel == 0 || s.ack_max_total < s.ack_max_per_channel {
+            return Err(invalid(
+                "server.ack_max_total",
+                "ack_max_per_channel must be above 0 and at most ack_max_total",
+            ));
+        }
+        if s.listen == s.metrics_listen && s.listen.port() != 0 {
+            return Err(invalid(
+                "server.metrics_listen",
+                "must differ from server.listen",
+            ));
+        }
+        if self.queue.max_bytes == 0 {
+            return Err(invalid("queue.max_bytes", "must be above 0"));
+        }
+        if self.queue.cache_bytes < (1 << 20) {
+            return Err(invalid("queue.cache_bytes", "must be at least 1 MiB"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid("log.level", "not a level or tracing filter"));
+        }
+        let mut names = HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key = |k: &str| format!("tokens[{i}].{k}");
+            if t.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(key("name"), format!("duplicate name {:?}", t.name)));
+            }
+            match (&t.token, &t.token_env) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("token_env"),
+                        "set token or token_env, not both",
+                    ))
+                }
+                (None, None) => return Err(invalid(key("token"), "set token or token_env")),
+                (Some(v), None) if v.trim().is_empty() || v.contains(char::is_whitespace) => {
+                    return Err(invalid(key("token"), "must be non-empty without spaces"))
+                }
+                _ => {}
+            }
+            if let Some(index) = &t.index {
+                if !t.allowed_indexes.is_empty() && !t.allowed_indexes.contains(index) {
+                    return Err(invalid(key("index"), "not in allowed_indexes"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves every token's secret (reading `token_env` variables).
+    pub fn resolve_tokens(&self) -> Result<Vec<Token>, ConfigError> {
+        let mut tokens = Vec::with_capacity(self.tokens.len());
+        let mut seen: Vec<TokenSecret> = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let secret = match (&t.token, &t.token_env) {
+                (Some(v), _) => TokenSecret::new(v.clone()),
+                (None, Some(var)) => match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => TokenSecret::new(v.trim().to_string()),
+                    _ => {
+                        return Err(invalid(
+                            format!("tokens[{i}].token_env"),
+                            format!("environment variable {var} is not set"),
+                        ))
+                    }
+                },
+                (None, None) => return Err(invalid(format!("tokens[{i}].token"), "missing")),
+            };
+            if seen.iter().any(|s| s.matches(secret.expose())) {
+                return Err(invalid(
+                    format!("tokens[{i}].token"),
+                    "same value as an earlier token",
+                ));
+            }
+            seen.push(secret.clone());
+            tokens.push(Token {
+                config: t.clone(),
+                secret,
+            });
+        }
+        Ok(tokens)
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: None,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8088");
+        assert_eq!(c.queue_path(), PathBuf::from("data/queue"));
+        assert!(c.server.tls);
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse("[server]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let e =
+            Config::parse("[[tokens]]\nname=\"a\"\ntoken=\"t\"\nack=\"sometimes\"\n").unwrap_err();
+        assert!(e.to_string().contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn token_rules() {
+        let e = Config::parse("[[tokens]]\nname=\"a\"\n").unwrap_err();
+        assert!(e.to_string().contains("tokens[0].token"), "{e}");
+        let e = Config::parse(
+            "[[tokens]]\nname=\"a\"\ntoken=\"x\"\n[[tokens]]\nname=\"a\"\ntoken=\"y\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("tokens[1].name"), "{e}");
+        let c = Config::parse("[[tokens]]\nname=\"a\"\ntoken_env=\"SLUICE_TEST_UNSET_VAR_1\"\n")
+            .unwrap();
+        let e = c.resolve_tokens().unwrap_err();
+        assert!(e.to_string().contains("SLUICE_TEST_UNSET_VAR_1"), "{e}");
+        let e = Config::parse(
+            "[[tokens]]\nname=\"a\"\ntoken=\"x\"\nindex=\"main\"\nallowed_indexes=[\"cf\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("tokens[0].index"), "{e}");
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let e = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/sluice.toml"), "{e}");
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.example.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(!c.tokens.is_empty());
+        assert!(c.tokens.iter().any(|t| t.ack == AckMode::Durable));
+    }
+}

@@ -1,0 +1,131 @@
+//! Who is calling: `?token=` (opt-in per token), `Authorization: Splunk <token>`
+//! or Basic with the token as password, in Splunk's check order.
+
+use crate::config::Token;
+use crate::hec::codes::{self, HecStatus};
+use base64::Engine;
+
+/// Finds the calling token, or the answer Splunk gives.
+pub fn authenticate<'t>(
+    tokens: &'t [Token],
+    authorization: Option<&str>,
+    query_token: Option<&str>,
+) -> Result<&'t Token, HecStatus> {
+    if let Some(q) = query_token {
+        // Splunk answers 16 for a query token unless query auth is on for it,
+        // even when a valid header is present too.
+        return match find(tokens, q) {
+            Some(t) if t.config.allow_query_token => enabled(t),
+            _ => Err(codes::QUERY_AUTH_DISABLED),
+        };
+    }
+    let header = authorization.ok_or(codes::TOKEN_REQUIRED)?.trim();
+    let presented = presented_token(header).ok_or(codes::INVALID_AUTHORIZATION)?;
+    let token = find(tokens, &presented).ok_or(codes::INVALID_TOKEN)?;
+    enabled(token)
+}
+
+fn enabled(t: &Token) -> Result<&Token, HecStatus> {
+    if t.config.disabled {
+        Err(codes::TOKEN_DISABLED)
+    } else {
+        Ok(t)
+    }
+}
+
+/// Compares against every token so timing does not reveal which one matched.
+fn find<'t>(tokens: &'t [Token], presented: &str) -> Option<&'t Token> {
+    let mut found = None;
+    for t in tokens {
+        if t.secret.matches(presented) && found.is_none() {
+            found = Some(t);
+        }
+    }
+    found
+}
+
+/// The token inside an `Authorization` header, for the schemes HEC accepts.
+fn presented_token(header: &str) -> Option<String> {
+    let (scheme, rest) = header.split_once(char::is_whitespace)?;
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("splunk") {
+        return Some(rest.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (_, password) = text.split_once(':')?;
+        return (!password.is_empty()).then(|| password.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AckMode, TokenConfig};
+    use crate::hec::TokenSecret;
+
+    fn token(name: &str, value: &str, query: bool, disabled: bool) -> Token {
+        Token {
+            config: TokenConfig {
+                name: name.into(),
+                token: Some(value.into()),
+                token_env: None,
+                index: None,
+                sourcetype: None,
+                source: None,
+                ack: AckMode::None,
+                allow_query_token: query,
+                allowed_indexes: vec![],
+                disabled,
+            },
+            secret: TokenSecret::new(value),
+        }
+    }
+
+    fn code(r: Result<&Token, HecStatus>) -> Result<String, u16> {
+        r.map(|t| t.config.name.clone()).map_err(|s| s.code)
+    }
+
+    #[test]
+    fn splunk_check_order() {
+        let tokens = vec![
+            token("a", "aaa", false, false),
+            token("q", "qqq", true, false),
+            token("off", "ooo", false, true),
+        ];
+        let t = &tokens[..];
+        assert_eq!(
+            code(authenticate(t, Some("Splunk aaa"), None)),
+            Ok("a".into())
+        );
+        assert_eq!(
+            code(authenticate(t, Some("splunk   aaa "), None)),
+            Ok("a".into())
+        );
+        assert_eq!(code(authenticate(t, None, None)), Err(2));
+        assert_eq!(code(authenticate(t, Some("Bearer aaa"), None)), Err(3));
+        assert_eq!(code(authenticate(t, Some("Splunk"), None)), Err(3));
+        assert_eq!(code(authenticate(t, Some("Splunk nope"), None)), Err(4));
+        assert_eq!(code(authenticate(t, Some("Splunk ooo"), None)), Err(1));
+        assert_eq!(
+            code(authenticate(t, Some("Splunk aaa"), Some("aaa"))),
+            Err(16)
+        );
+        assert_eq!(code(authenticate(t, None, Some("zzz"))), Err(16));
+        assert_eq!(code(authenticate(t, None, Some("qqq"))), Ok("q".into()));
+        // Basic with the token as password (user ignored).
+        let basic = base64::engine::general_purpose::STANDARD.encode("x:aaa");
+        assert_eq!(
+            code(authenticate(t, Some(&format!("Basic {basic}")), None)),
+            Ok("a".into())
+        );
+        assert_eq!(code(authenticate(t, Some("Basic !!!"), None)), Err(3));
+    }
+}

@@ -1,0 +1,181 @@
+//! The HEC listener (actix-web) and the metrics/admin listener. The only module that names actix.
+
+pub mod acks;
+mod admin;
+pub mod auth;
+pub mod decode;
+mod reply;
+mod routes;
+
+use crate::config::Token;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use acks::ClientAcks;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use reply::Reply;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Request body caps.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Body as received.
+    pub max_body_bytes: u64,
+    /// Body after gunzip.
+    pub max_decoded_bytes: u64,
+}
+
+/// What the handlers share.
+pub struct IngestState {
+    /// Accepted tokens.
+    pub tokens: Vec<Token>,
+    /// The durable queue.
+    pub queue: Arc<Queue>,
+    /// Client ack ids.
+    pub acks: ClientAcks,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Body caps.
+    pub limits: BodyLimits,
+    draining: AtomicBool,
+}
+
+impl IngestState {
+    /// Shared state for both listeners.
+    pub fn new(
+        tokens: Vec<Token>,
+        queue: Arc<Queue>,
+        acks: ClientAcks,
+        metrics: Metrics,
+        limits: BodyLimits,
+    ) -> IngestState {
+        IngestState {
+            tokens,
+            queue,
+            acks,
+            metrics,
+            limits,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the drain phase: `/health` and new requests answer 503 code 23.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the drain phase has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Counts an answer and turns it into a response.
+    fn answer(&self, endpoint: &str, reply: Reply, started: Instant) -> HttpResponse {
+        let code = reply.status.code.to_string();
+        self.metrics
+            .ingest_requests
+            .with_label_values(&[endpoint, &code])
+            .inc();
+        self.metrics
+            .ingest_duration
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        reply.into_response()
+    }
+
+    /// Refreshes the gauges that are read rather than counted.
+    pub fn refresh_gauges(&self) {
+        let s = self.queue.stats();
+        let m = &self.metrics;
+        m.queue_records.set(s.records as i64);
+        m.queue_events.set(s.events as i64);
+        m.queue_bytes.set(s.bytes as i64);
+        m.queue_oldest_age.set(s.oldest_age_seconds);
+        if let Some(free) = self.queue.free_bytes() {
+            m.queue_free_bytes.set(free as i64);
+        }
+        let a = self.acks.counts();
+        m.client_ack_channels.set(a.channels as i64);
+        m.client_acks_pending.set(a.pending as i64);
+    }
+}
+
+/// A running listener.
+pub struct Listener {
+    /// The bound address.
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Listener {
+    /// Stops accepting; with `graceful`, waits for in-flight requests.
+    pub async fn stop(self, graceful: bool) {
+        self.handle.stop(graceful).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Options of the HEC listener.
+pub struct HecListenerOptions {
+    /// Bound socket (port 0 allowed).
+    pub listener: TcpListener,
+    /// TLS; `None` serves plain HTTP.
+    pub tls: Option<rustls::ServerConfig>,
+    /// Worker threads.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Starts the HEC listener.
+pub fn serve_hec(state: Arc<IngestState>, opts: HecListenerOptions) -> std::io::Result<Listener> {
+    let addr = opts.listener.local_addr()?;
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(routes::configure)
+    })
+    .workers(opts.workers)
+    .disable_signals()
+    .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
+    .client_request_timeout(Duration::from_secs(30))
+    .backlog(1024);
+    let server = match opts.tls {
+        Some(tls) => server.listen_rustls_0_23(opts.listener, tls)?,
+        None => server.listen(opts.listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    Ok(Listener {
+        addr,
+        handle,
+        task: tokio::spawn(server),
+    })
+}
+
+/// Starts the metrics and admin listener (plain HTTP, meant for localhost).
+pub fn serve_admin(state: Arc<IngestState>, listener: TcpListener) -> std::io::Result<Listener> {
+    let addr = listener.local_addr()?;
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(admin::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    Ok(Listener {
+        addr,
+        handle,
+        task: tokio::spawn(server),
+    })
+}

@@ -1,0 +1,379 @@
+//! HEC routes and handlers, checking in Splunk's order:
+//! route → query token → auth → channel → encoding → size → parse → enqueue.
+
+use super::acks::AckWait;
+use super::auth::authenticate;
+use super::decode::{content_encoding, decode_status, scan_body, Scan};
+use super::reply::Reply;
+use super::IngestState;
+use crate::config::{AckMode, Token};
+use crate::hec::ack::{AckReply, AckRequest};
+use crate::hec::codes;
+use crate::hec::event::EventRules;
+use crate::hec::Channel;
+use crate::queue::{BodyEncoding, DataEndpoint, RecordMeta};
+use actix_web::http::header::{HeaderMap, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::borrow::Cow;
+use std::io::Read;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const CHANNEL_HEADER: &str = "x-splunk-request-channel";
+/// Decoded size cap for `/ack` bodies, which are tiny.
+const MAX_ACK_BODY: u64 = 1 << 20;
+
+type State = web::Data<IngestState>;
+
+/// Registers every HEC path; others get Splunk's 404, wrong methods 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in [
+        "/services/collector",
+        "/services/collector/event",
+        "/services/collector/event/1.0",
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(web::post().to(event))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    for path in ["/services/collector/raw", "/services/collector/raw/1.0"] {
+        cfg.service(
+            web::resource(path)
+                .route(web::post().to(raw))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    for path in ["/services/collector/ack", "/services/collector/ack/1.0"] {
+        cfg.service(
+            web::resource(path)
+                .route(web::post().to(ack))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    for path in [
+        "/services/collector/health",
+        "/services/collector/health/1.0",
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(web::get().to(health))
+                .route(web::head().to(health))
+                .route(web::post().to(health))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+async fn not_found(st: State) -> HttpResponse {
+    st.answer("other", Reply::status(codes::NOT_FOUND), Instant::now())
+}
+
+async fn method_not_allowed(st: State) -> HttpResponse {
+    st.answer(
+        "other",
+        Reply::status(codes::METHOD_NOT_ALLOWED),
+        Instant::now(),
+    )
+}
+
+async fn event(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
+    let started = Instant::now();
+    let reply = data(&req, payload, &st, DataEndpoint::Event)
+        .await
+        .unwrap_or_else(|r| r);
+    st.answer("event", reply, started)
+}
+
+async fn raw(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
+    let started = Instant::now();
+    let reply = data(&req, payload, &st, DataEndpoint::Raw)
+        .await
+        .unwrap_or_else(|r| r);
+    st.answer("raw", reply, started)
+}
+
+async fn ack(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
+    let started = Instant::now();
+    let reply = ack_poll(&req, payload, &st).await.unwrap_or_else(|r| r);
+    st.answer("ack", reply, started)
+}
+
+async fn health(st: State) -> HttpResponse {
+    let started = Instant::now();
+    let reply = if st.is_draining() {
+        Reply::closing(codes::SHUTTING_DOWN)
+    } else if st.queue.over_watermark() {
+        Reply::status(codes::UNHEALTHY_QUEUES_FULL)
+    } else {
+        Reply::status(codes::HEALTHY)
+    };
+    st.answer("health", reply, started)
+}
+
+/// The query string as key/value pairs (first value of a key wins).
+struct Query<'q>(Vec<(Cow<'q, str>, Cow<'q, str>)>);
+
+impl<'q> Query<'q> {
+    fn parse(q: &'q str) -> Query<'q> {
+        Query(form_urlencoded::parse(q.as_bytes()).collect())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    fn owned(&self, key: &str) -> Option<String> {
+        self.get(key).filter(|v| !v.is_empty()).map(str::to_string)
+    }
+}
+
+fn header<'h>(
+    headers: &'h HeaderMap,
+    name: impl actix_web::http::header::AsHeaderName,
+) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Route-independent checks up to the channel.
+fn caller<'s>(
+    req: &HttpRequest,
+    st: &'s IngestState,
+    query: &Query<'_>,
+) -> Result<(&'s Token, Option<Channel>), Reply> {
+    if st.is_draining() {
+        return Err(Reply::closing(codes::SHUTTING_DOWN));
+    }
+    let token = authenticate(
+        &st.tokens,
+        header(req.headers(), AUTHORIZATION),
+        query.get("token"),
+    )?;
+    let presented = header(req.headers(), CHANNEL_HEADER).or_else(|| query.get("channel"));
+    let channel = match presented {
+        Some(c) => Some(Channel::parse(c).ok_or(codes::CHANNEL_INVALID)?),
+        None if token.config.ack != AckMode::None => return Err(codes::CHANNEL_MISSING.into()),
+        None => None,
+    };
+    Ok((token, channel))
+}
+
+/// Encoding and size checks, then the body as received.
+async fn body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: u64,
+) -> Result<(BodyEncoding, Bytes), Reply> {
+    let encoding = content_encoding(header(req.headers(), CONTENT_ENCODING))
+        .ok_or(codes::UNSUPPORTED_ENCODING)?;
+    let declared = header(req.headers(), CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(codes::PAYLOAD_TOO_LARGE.into());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(codes::PAYLOAD_TOO_LARGE.into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((encoding, buf.freeze()))
+}
+
+async fn data(
+    req: &HttpRequest,
+    payload: web::Payload,
+    st: &IngestState,
+    endpoint: DataEndpoint,
+) -> Result<Reply, Reply> {
+    let query = Query::parse(req.query_string());
+    let (token, channel) = caller(req, st, &query)?;
+    let (encoding, body) = body(req, payload, st.limits.max_body_bytes).await?;
+    let meta = RecordMeta {
+        endpoint,
+        token: token.config.name.clone(),
+        channel: channel.map(|c| c.to_string()),
+        sourcetype: query.owned("sourcetype"),
+        source: query.owned("source"),
+        host: query.owned("host"),
+        index: query.owned("index"),
+        received_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        events: 0,
+        encoding,
+        decoded_bytes: 0,
+    };
+    let rules = EventRules {
+        allowed_indexes: &token.config.allowed_indexes,
+    };
+    if meta
+        .index
+        .as_deref()
+        .is_some_and(|i| !rules.index_allowed(i))
+    {
+        return Err(codes::INCORRECT_INDEX.into());
+    }
+    let allowed = token.config.allowed_indexes.clone();
+    let max_decoded = st.limits.max_decoded_bytes;
+    let scan_input = body.clone();
+    let scan = web::block(move || {
+        let rules = EventRules {
+            allowed_indexes: &allowed,
+        };
+        scan_body(&scan_input, encoding, endpoint, rules, max_decoded)
+    })
+    .await
+    .map_err(|_| Reply::status(codes::INTERNAL_ERROR))?
+    .map_err(|e| Reply::status(decode_status(e)))?;
+    match scan {
+        Scan::Probe => {
+            st.metrics.ingest_probes.inc();
+            Ok(Reply::status(codes::SUCCESS))
+        }
+        Scan::Accepted {
+            events,
+            decoded_bytes,
+        } => {
+            let ack_id = enqueue(
+                st,
+                token,
+                channel,
+                RecordMeta {
+                    events,
+                    decoded_bytes,
+                    ..meta
+                },
+                body,
+            )
+            .await?;
+            Ok(Reply {
+                ack_id,
+                ..Reply::status(codes::SUCCESS)
+            })
+        }
+        Scan::Rejected(r) => {
+            if r.status == codes::NO_DATA {
+                return Err(codes::NO_DATA.into());
+            }
+            // Splunk indexes the events before the bad one; so do we.
+            if r.event_number > 0 {
+                let kept = RecordMeta {
+                    events: r.event_number,
+                    decoded_bytes: r.accepted_bytes,
+                    ..meta
+                };
+                enqueue(st, token, channel, kept, body).await?;
+            }
+            Err(Reply {
+                invalid_event_number: Some(r.event_number),
+                ..Reply::status(r.status)
+            })
+        }
+    }
+}
+
+/// Appends durably; returns the client ack id for tokens with acks.
+async fn enqueue(
+    st: &IngestState,
+    token: &Token,
+    channel: Option<Channel>,
+    meta: RecordMeta,
+    body: Bytes,
+) -> Result<Option<u64>, Reply> {
+    if let Err(busy) = st.queue.admit(body.len() as u64) {
+        tracing::debug!(?busy, "queue refuses new records");
+        return Err(codes::SERVER_BUSY.into());
+    }
+    if token.config.ack != AckMode::None && !st.acks.has_room() {
+        tracing::warn!("client ack registry is full");
+        return Err(codes::SERVER_BUSY.into());
+    }
+    let queue = st.queue.clone();
+    let received = body.len() as u64;
+    let (events, decoded) = (meta.events, meta.decoded_bytes);
+    let pending = web::block(move || queue.append(&meta, &body))
+        .await
+        .map_err(|_| Reply::status(codes::SERVER_BUSY))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "queue append failed");
+            Reply::status(codes::SERVER_BUSY)
+        })?;
+    st.queue.commit(pending).await.map_err(|e| {
+        tracing::error!(error = %e, "queue flush failed");
+        Reply::status(codes::SERVER_BUSY)
+    })?;
+    let name = token.config.name.as_str();
+    st.metrics
+        .ingest_events
+        .with_label_values(&[name])
+        .inc_by(events);
+    st.metrics
+        .ingest_bytes
+        .with_label_values(&["received"])
+        .inc_by(received);
+    st.metrics
+        .ingest_bytes
+        .with_label_values(&["decoded"])
+        .inc_by(decoded);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    st.metrics
+        .ingest_last_received
+        .with_label_values(&[name])
+        .set(now);
+    let wait = match token.config.ack {
+        AckMode::None => return Ok(None),
+        AckMode::Durable => AckWait::Flushed,
+        AckMode::Delivered => AckWait::Delivered(pending.id),
+    };
+    Ok(channel.map(|c| st.acks.register(c, wait)))
+}
+
+async fn ack_poll(
+    req: &HttpRequest,
+    payload: web::Payload,
+    st: &IngestState,
+) -> Result<Reply, Reply> {
+    let query = Query::parse(req.query_string());
+    let (token, channel) = caller(req, st, &query)?;
+    if token.config.ack == AckMode::None {
+        return Err(codes::ACK_DISABLED.into());
+    }
+    let channel = channel.ok_or(codes::CHANNEL_MISSING)?;
+    let (encoding, body) = body(req, payload, st.limits.max_body_bytes.min(MAX_ACK_BODY)).await?;
+    let decoded = match encoding {
+        BodyEncoding::Identity => body.to_vec(),
+        BodyEncoding::Gzip => {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&body[..])
+                .take(MAX_ACK_BODY + 1)
+                .read_to_end(&mut out)
+                .map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
+            if out.len() as u64 > MAX_ACK_BODY {
+                return Err(codes::PAYLOAD_TOO_LARGE.into());
+            }
+            out
+        }
+    };
+    if decoded.iter().all(u8::is_ascii_whitespace) {
+        return Err(codes::NO_DATA.into());
+    }
+    let request =
+        AckRequest::parse(&decoded).map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
+    let results = st
+        .acks
+        .query(channel, &request.acks, |rec| !st.queue.contains(rec));
+    Ok(Reply {
+        acks: Some(AckReply::from_pairs(results)),
+        ..Reply::status(codes::SUCCESS)
+    })
+}

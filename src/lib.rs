@@ -1,0 +1,11 @@
+//! Sluice: a durable, Splunk-HEC-compatible receiver for Cloudflare Logpush.
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod hec;
+pub mod ingest;
+pub mod loadgen;
+pub mod metrics;
+pub mod queue;
+pub mod tls;

@@ -1,0 +1,332 @@
+//! The `sluice` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sluice::app::{self, Endpoints, TokenSource};
+use sluice::config::{Config, LogFormat};
+use sluice::loadgen::{self, LoadgenOptions};
+use sluice::queue::{Queue, QueueError, QueueLimits, QueueStats};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Sluice: a durable Splunk HEC endpoint for Cloudflare Logpush.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the receiver (the default with no subcommand).
+    Run(RunArgs),
+    /// Check a config file; exits non-zero naming the bad key or file.
+    Validate(ConfigArg),
+    /// Inspect the queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Send Logpush-shaped load to a HEC endpoint.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Config file; without it Sluice runs on its embedded defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Config file.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Records, events, bytes and oldest age.
+    Stats {
+        /// Config file (default: embedded defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct LoadgenArgs {
+    /// Base URL of the HEC listener.
+    #[arg(long, default_value = "https://127.0.0.1:8088")]
+    url: String,
+    /// HEC token (or SLUICE_HEC_TOKEN; default: ./data/hec_token).
+    #[arg(long, env = "SLUICE_HEC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate to trust (default: ./data/tls/ca.pem when present).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Do not verify the server certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// NDJSON input (repeatable; default: ../shared/samples/*.ndjson).
+    #[arg(long)]
+    file: Vec<PathBuf>,
+    /// Lines per request.
+    #[arg(long, default_value_t = 10_000)]
+    batch_lines: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Stop after this long (e.g. "30s").
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this many events.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Use HTTP/1.1 instead of HTTP/2.
+    #[arg(long)]
+    http1: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = std::env::var("SLUICE_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(config: Option<&Path>) -> Result<Config> {
+    match config {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => {
+            let config = load(args.config.as_deref())?;
+            init_logging(&config.log.level, config.log.format);
+            runtime.block_on(run(config))
+        }
+        Command::Validate(args) => validate(&args.config),
+        Command::Queue {
+            command: QueueCommand::Stats { config, json },
+        } => {
+            let config = load(config.as_deref())?;
+            let stats = runtime.block_on(queue_stats(&config))?;
+            if json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                println!(
+                    "records: {}\nevents: {}\nbytes: {}\noldest_age_seconds: {:.1}",
+                    stats.records, stats.events, stats.bytes, stats.oldest_age_seconds
+                );
+            }
+            Ok(())
+        }
+        Command::Loadgen(args) => {
+            init_logging("warn", LogFormat::Text);
+            runtime.block_on(loadgen(args))
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    let running = app::start(config).await?;
+    announce(&running.endpoints, &running.token_source);
+    wait_for_signal().await?;
+    running.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Tells the operator where to point Logpush and how to test, without the token
+/// (which is shown only on the start that generated it).
+fn announce(ep: &Endpoints, source: &TokenSource) {
+    let scheme = if ep.tls { "https" } else { "http" };
+    let host = if ep.hec.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if ep.hec.is_ipv6() {
+        format!("[{}]", ep.hec.ip())
+    } else {
+        ep.hec.ip().to_string()
+    };
+    let base = format!("{scheme}://{host}:{}", ep.hec.port());
+    let token_expr = match source {
+        TokenSource::File { path, .. } => format!("$(cat {})", path.display()),
+        TokenSource::Environment => "$SLUICE_HEC_TOKEN".to_string(),
+        TokenSource::Configured => "<your token>".to_string(),
+    };
+    let ca = match &ep.generated_ca {
+        Some(ca) => format!("--cacert {} ", ca.display()),
+        None if ep.tls => "--cacert <CA of your certificate> ".to_string(),
+        None => String::new(),
+    };
+    let client = if ep.mtls {
+        "--cert <client.pem> --key <client.key> "
+    } else {
+        ""
+    };
+    let curl = format!(
+        "curl {ca}{client}-H \"Authorization: Splunk {token_expr}\" {base}/services/collector/event -d '{{\"event\":\"hello from curl\"}}'"
+    );
+    let logpush = format!(
+        "splunk://<public name of this host>:{}/services/collector/raw?channel={}&insecure-skip-verify=false&sourcetype=cloudflare:network_analytics&header_Authorization=Splunk%20<token>",
+        ep.hec.port(),
+        sluice::hec::Channel::random()
+    );
+    tracing::info!(url = %base, metrics = %format!("http://{}/metrics", ep.metrics), "Sluice is receiving HEC");
+    tracing::info!(destination_conf = %logpush, "point Cloudflare Logpush at this (needs a publicly trusted certificate for that name)");
+    tracing::info!(command = %curl, "test it");
+    if let TokenSource::File {
+        path,
+        new_secret: Some(secret),
+    } = source
+    {
+        // Shown once, on the terminal only; later starts read it from the file.
+        eprintln!(
+            "\n  Generated HEC token (stored in {}, shown only now): {}\n",
+            path.display(),
+            secret.expose()
+        );
+    }
+}
+
+fn validate(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    config.resolve_tokens()?;
+    let s = &config.server;
+    if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {
+        sluice::tls::server_config(cert, key, s.client_ca.as_deref())?;
+    } else if let Some(ca) = &s.client_ca {
+        sluice::tls::load_certs(ca)?;
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+/// Reads the store directly when Sluice is stopped, else asks the running Sluice.
+async fn queue_stats(config: &Config) -> Result<QueueStats> {
+    let path = config.queue_path();
+    if !path.exists() {
+        bail!("no queue at {}", path.display());
+    }
+    let limits = QueueLimits {
+        max_bytes: config.queue.max_bytes,
+        min_free_bytes: 0,
+        cache_bytes: 8 << 20,
+    };
+    match Queue::open(&path, limits) {
+        Ok(q) => Ok(q.stats()),
+        Err(QueueError::Locked { .. }) => {
+            let mut addr = config.server.metrics_listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let url = format!("http://{addr}/admin/queue/stats");
+            let stats = reqwest::get(&url)
+                .await
+                .and_then(|r| r.error_for_status())
+                .with_context(|| {
+                    format!(
+                        "queue {} is in use; asking the running Sluice at {url}",
+                        path.display()
+                    )
+                })?
+                .json::<QueueStats>()
+                .await
+                .with_context(|| format!("reading {url}"))?;
+            Ok(stats)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn loadgen(args: LoadgenArgs) -> Result<()> {
+    let token = match args.token {
+        Some(t) => t,
+        None => std::fs::read_to_string("data/hec_token")
+            .map(|t| t.trim().to_string())
+            .context("no --token given and data/hec_token is not readable")?,
+    };
+    let ca = args.ca.or_else(|| {
+        let p = PathBuf::from("data/tls/ca.pem");
+        (!args.insecure && p.is_file()).then_some(p)
+    });
+    let files = if args.file.is_empty() {
+        loadgen::default_files()
+    } else {
+        args.file
+    };
+    if files.is_empty() {
+        bail!("no --file given and ../shared/samples has no .ndjson files");
+    }
+    let duration = match (args.duration, args.events) {
+        (None, None) => Some(Duration::from_secs(10)),
+        (d, _) => d,
+    };
+    let report = loadgen::run(
+        LoadgenOptions {
+            url: args.url,
+            token,
+            ca,
+            insecure: args.insecure,
+            files,
+            batch_lines: args.batch_lines,
+            concurrency: args.concurrency,
+            duration,
+            events: args.events,
+            http1: args.http1,
+        },
+        |line| eprintln!("{line}"),
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "requests: {} (accepted {})\nevents: sent {} accepted {}\ncodes: {:?}\nhttp: {}\nelapsed: {:.2}s\nevents/s: {:.0}\ndecoded MB/s: {:.1}\nlatency p50: {:.1} ms  p99: {:.1} ms",
+            report.requests,
+            report.accepted_requests,
+            report.events_sent,
+            report.events_accepted,
+            report.codes,
+            report.http_version,
+            report.elapsed_seconds,
+            report.events_per_second,
+            report.decoded_mb_per_second,
+            report.p50_ms,
+            report.p99_ms
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,520 @@
+//! The durable FIFO of accepted requests, over sled. The only module that names sled.
+
+mod commit;
+pub mod record;
+mod space;
+
+pub use record::{BodyEncoding, DataEndpoint, Record, RecordMeta};
+
+use commit::GroupCommit;
+use record::{CorruptRecord, IndexEntry};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Version of the on-disk layout; written at creation, checked at open.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_KEY: &[u8] = b"format_version";
+
+/// Queue failures; each names the store's path.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Another process holds the store (a running Sluice).
+    #[error("queue {path} is in use by another process")]
+    Locked {
+        /// Store directory.
+        path: PathBuf,
+    },
+    /// The store was written by an incompatible version.
+    #[error("queue {path} has format version {found}, this build reads {FORMAT_VERSION}; use `sluice queue export` with the old version")]
+    Version {
+        /// Store directory.
+        path: PathBuf,
+        /// Version found.
+        found: String,
+    },
+    /// sled failed.
+    #[error("queue {path}: {source}")]
+    Store {
+        /// Store directory.
+        path: PathBuf,
+        /// The sled error.
+        source: sled::Error,
+    },
+    /// A record could not be decoded.
+    #[error("queue {path}: {source}")]
+    Corrupt {
+        /// Store directory.
+        path: PathBuf,
+        /// What was wrong.
+        source: CorruptRecord,
+    },
+    /// Writing to disk failed; the request must be retried.
+    #[error("queue {path}: flush to disk failed")]
+    Flush {
+        /// Store directory.
+        path: PathBuf,
+    },
+    /// The flush thread could not start.
+    #[error("queue {path}: {source}")]
+    Io {
+        /// Store directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Limits that make the queue refuse new records (503, never a 4xx).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Stored bytes above which appends are refused until below 90 %.
+    pub max_bytes: u64,
+    /// Free filesystem bytes below which appends are refused.
+    pub min_free_bytes: u64,
+    /// sled page cache.
+    pub cache_bytes: u64,
+}
+
+/// Why the queue cannot take a record now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Stored bytes reached `max_bytes`.
+    Full,
+    /// Free space fell under `min_free_bytes`.
+    DiskLow,
+}
+
+/// Queue totals (also the public JSON of `sluice queue stats --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Records (accepted requests) stored.
+    pub records: u64,
+    /// Events in those records.
+    pub events: u64,
+    /// Stored bytes.
+    pub bytes: u64,
+    /// Age of the oldest record, seconds (0 when empty).
+    pub oldest_age_seconds: f64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    records: u64,
+    events: u64,
+    bytes: u64,
+}
+
+/// Id of a stored record; ids grow, so sled order is arrival order.
+pub type RecordId = u64;
+
+/// An appended record that is not yet known to be on disk.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "an append is durable only after Queue::commit"]
+pub struct Pending {
+    /// The record's id.
+    pub id: RecordId,
+    seq: u64,
+}
+
+/// The durable queue.
+pub struct Queue {
+    path: PathBuf,
+    db: sled::Db,
+    records: sled::Tree,
+    index: sled::Tree,
+    next_id: AtomicU64,
+    appended: AtomicU64,
+    totals: Mutex<Totals>,
+    full: AtomicBool,
+    limits: QueueLimits,
+    commit: GroupCommit,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn key(id: RecordId) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+fn id_of(k: &[u8]) -> Option<RecordId> {
+    k.try_into().ok().map(u64::from_be_bytes)
+}
+
+impl Queue {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path, limits: QueueLimits) -> Result<Queue, QueueError> {
+        std::fs::create_dir_all(path).map_err(|source| QueueError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let store = |source: sled::Error| QueueError::Store {
+            path: path.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(limits.cache_bytes)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("lock") => QueueError::Locked {
+                    path: path.to_path_buf(),
+                },
+                _ => store(e),
+            })?;
+        let meta = db.open_tree("meta").map_err(store)?;
+        let records = db.open_tree("records").map_err(store)?;
+        let index = db.open_tree("index").map_err(store)?;
+        match meta.get(FORMAT_KEY).map_err(store)? {
+            Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(QueueError::Version {
+                    path: path.to_path_buf(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                })
+            }
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_bytes())
+                    .map_err(store)?;
+                db.flush().map_err(store)?;
+            }
+        }
+        repair_index(&records, &index).map_err(|e| match e {
+            Repair::Store(e) => store(e),
+            Repair::Corrupt(source) => QueueError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+        let mut totals = Totals::default();
+        for item in index.iter() {
+            let (_, v) = item.map_err(store)?;
+            let e = IndexEntry::decode(&v).map_err(|source| QueueError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            totals.records += 1;
+            totals.events += e.events;
+            totals.bytes += e.bytes;
+        }
+        let next_id = match records.last().map_err(store)? {
+            Some((k, _)) => id_of(&k).map_or(0, |id| id + 1),
+            None => 0,
+        };
+        let flush_db = db.clone();
+        let commit =
+            GroupCommit::start(move || flush_db.flush().map(|_| ()).map_err(|e| e.to_string()))
+                .map_err(|source| QueueError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        let q = Queue {
+            path: path.to_path_buf(),
+            db,
+            records,
+            index,
+            next_id: AtomicU64::new(next_id),
+            appended: AtomicU64::new(0),
+            full: AtomicBool::new(totals.bytes >= limits.max_bytes),
+            totals: Mutex::new(totals),
+            limits,
+            commit,
+        };
+        Ok(q)
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn store_err(&self, source: sled::Error) -> QueueError {
+        QueueError::Store {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Whether a record of `incoming` bytes may be appended now. Stored bytes
+    /// may overshoot `max_bytes` by the requests in flight; the watermark is
+    /// a back-pressure signal, the free-space floor is the hard stop.
+    pub fn admit(&self, incoming: u64) -> Result<(), Busy> {
+        let bytes = self.lock_totals().bytes;
+        if self.full.load(Ordering::Relaxed) {
+            if bytes.saturating_mul(10) >= self.limits.max_bytes.saturating_mul(9) {
+                return Err(Busy::Full);
+            }
+            self.full.store(false, Ordering::Relaxed);
+        }
+        if bytes >= self.limits.max_bytes {
+            self.full.store(true, Ordering::Relaxed);
+            return Err(Busy::Full);
+        }
+        if self
+            .free_bytes()
+            .is_some_and(|f| f < self.limits.min_free_bytes.saturating_add(incoming))
+        {
+            return Err(Busy::DiskLow);
+        }
+        Ok(())
+    }
+
+    /// Whether the queue is over a watermark (for `/health`).
+    pub fn over_watermark(&self) -> bool {
+        self.admit(0).is_err()
+    }
+
+    /// Free bytes on the queue's filesystem, when readable.
+    pub fn free_bytes(&self) -> Option<u64> {
+        space::free_bytes(&self.path).ok()
+    }
+
+    fn lock_totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a record in memory; call [`Queue::commit`] before acknowledging it.
+    pub fn append(&self, meta: &RecordMeta, body: &[u8]) -> Result<Pending, QueueError> {
+        let value = Record::encode(meta, body);
+        let entry = IndexEntry {
+            events: meta.events,
+            bytes: value.len() as u64,
+            received_ms: meta.received_ms,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        // Record before index: after a crash an index entry always has its record.
+        self.records
+            .insert(key(id), value)
+            .map_err(|e| self.store_err(e))?;
+        self.index
+            .insert(key(id), &entry.encode()[..])
+            .map_err(|e| self.store_err(e))?;
+        {
+            let mut t = self.lock_totals();
+            t.records += 1;
+            t.events += entry.events;
+            t.bytes += entry.bytes;
+        }
+        let seq = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Pending { id, seq })
+    }
+
+    /// Waits until `pending` is on disk (sharing the flush with concurrent appends).
+    pub async fn commit(&self, pending: Pending) -> Result<(), QueueError> {
+        self.commit
+            .wait(pending.seq)
+            .await
+            .map_err(|_| QueueError::Flush {
+                path: self.path.clone(),
+            })
+    }
+
+    /// Flushes everything to disk now.
+    pub fn flush(&self) -> Result<(), QueueError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.store_err(e))
+    }
+
+    /// Reads one record.
+    pub fn get(&self, id: RecordId) -> Result<Option<Record>, QueueError> {
+        match self.records.get(key(id)).map_err(|e| self.store_err(e))? {
+            Some(v) => Record::decode(&v)
+                .map(Some)
+                .map_err(|source| QueueError::Corrupt {
+                    path: self.path.clone(),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a record is still queued.
+    pub fn contains(&self, id: RecordId) -> bool {
+        self.index.contains_key(key(id)).unwrap_or(true)
+    }
+
+    /// Ids of stored records from `from` on, in arrival order.
+    pub fn ids_from(&self, from: RecordId) -> impl Iterator<Item = RecordId> + '_ {
+        self.index
+            .range(key(from)..)
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| id_of(&k)))
+    }
+
+    /// Deletes a delivered record.
+    pub fn remove(&self, id: RecordId) -> Result<bool, QueueError> {
+        let Some(v) = self.index.remove(key(id)).map_err(|e| self.store_err(e))? else {
+            return Ok(false);
+        };
+        self.records
+            .remove(key(id))
+            .map_err(|e| self.store_err(e))?;
+        if let Ok(e) = IndexEntry::decode(&v) {
+            let mut t = self.lock_totals();
+            t.records = t.records.saturating_sub(1);
+            t.events = t.events.saturating_sub(e.events);
+            t.bytes = t.bytes.saturating_sub(e.bytes);
+        }
+        Ok(true)
+    }
+
+    /// Current totals and the oldest record's age.
+    pub fn stats(&self) -> QueueStats {
+        let t = *self.lock_totals();
+        let oldest_age_seconds = self
+            .index
+            .first()
+            .ok()
+            .flatten()
+            .and_then(|(_, v)| IndexEntry::decode(&v).ok())
+            .map_or(0.0, |e| {
+                now_ms().saturating_sub(e.received_ms) as f64 / 1000.0
+            });
+        QueueStats {
+            records: t.records,
+            events: t.events,
+            bytes: t.bytes,
+            oldest_age_seconds,
+        }
+    }
+}
+
+enum Repair {
+    Store(sled::Error),
+    Corrupt(CorruptRecord),
+}
+
+/// Records are written before their index entry, so a crash can leave records
+/// at the tail without one: rebuild those entries from the records.
+fn repair_index(records: &sled::Tree, index: &sled::Tree) -> Result<(), Repair> {
+    let after = match index.last().map_err(Repair::Store)? {
+        Some((k, _)) => id_of(&k).map_or(0, |id| id + 1),
+        None => 0,
+    };
+    for item in records.range(key(after)..) {
+        let (k, v) = item.map_err(Repair::Store)?;
+        let (meta, _) = Record::split(&v).map_err(Repair::Corrupt)?;
+        let entry = IndexEntry {
+            events: meta.events,
+            bytes: v.len() as u64,
+            received_ms: meta.received_ms,
+        };
+        index
+            .insert(k, &entry.encode()[..])
+            .map_err(Repair::Store)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> QueueLimits {
+        QueueLimits {
+            max_bytes: 1 << 30,
+            min_free_bytes: 0,
+            cache_bytes: 8 << 20,
+        }
+    }
+
+    fn meta(events: u64) -> RecordMeta {
+        RecordMeta {
+            endpoint: DataEndpoint::Raw,
+            token: "t".into(),
+            channel: None,
+            sourcetype: None,
+            source: None,
+            host: None,
+            index: None,
+            received_ms: now_ms(),
+            events,
+            encoding: BodyEncoding::Identity,
+            decoded_bytes: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn fifo_and_reopen_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open(dir.path(), limits()).unwrap();
+            for i in 0..300u64 {
+                let p = q.append(&meta(i), format!("b{i}").as_bytes()).unwrap();
+                assert_eq!(p.id, i);
+                q.commit(p).await.unwrap();
+            }
+            assert!(q.remove(0).unwrap());
+            assert!(!q.contains(0));
+        }
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        let s = q.stats();
+        assert_eq!(s.records, 299);
+        assert_eq!(s.events, (1..300).sum::<u64>());
+        let ids: Vec<_> = q.ids_from(0).collect();
+        assert_eq!(ids, (1..300).collect::<Vec<_>>());
+        assert_eq!(q.get(299).unwrap().unwrap().body, b"b299");
+        let p = q.append(&meta(1), b"new").unwrap();
+        assert_eq!(p.id, 300);
+    }
+
+    #[tokio::test]
+    async fn watermark_has_hysteresis() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(
+            dir.path(),
+            QueueLimits {
+                max_bytes: 2000,
+                ..limits()
+            },
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        while q.admit(150).is_ok() {
+            let p = q.append(&meta(1), &[b'x'; 150]).unwrap();
+            ids.push(p.id);
+            q.commit(p).await.unwrap();
+        }
+        assert_eq!(q.admit(1), Err(Busy::Full));
+        assert!(q.over_watermark());
+        let mut removed = 0;
+        while q.stats().bytes * 10 >= 2000 * 9 {
+            assert_eq!(q.admit(1), Err(Busy::Full), "still above 90 %");
+            q.remove(ids[removed]).unwrap();
+            removed += 1;
+        }
+        assert_eq!(q.admit(1), Ok(()));
+    }
+
+    #[test]
+    fn low_disk_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(
+            dir.path(),
+            QueueLimits {
+                min_free_bytes: u64::MAX / 2,
+                ..limits()
+            },
+        )
+        .unwrap();
+        assert_eq!(q.admit(1), Err(Busy::DiskLow));
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _q = Queue::open(dir.path(), limits()).unwrap();
+        match Queue::open(dir.path(), limits()) {
+            Err(QueueError::Locked { .. }) => {}
+            other => panic!("expected Locked, got {:?}", other.err()),
+        }
+    }
+}
