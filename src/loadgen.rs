@@ -55,6 +55,8 @@ pub struct LoadgenOptions {
     pub events: Option<u64>,
     /// Use HTTP/1.1 instead of HTTP/2.
     pub http1: bool,
+    /// Target events per second (paced per request); `None` sends as fast as possible.
+    pub rate: Option<f64>,
 }
 
 /// The final numbers.
@@ -220,6 +222,10 @@ pub async fn run(
             Arc::clone(&next),
         );
         let (limit_events, limit_time) = (opts.events, opts.duration);
+        let pace = opts.rate.filter(|r| *r > 0.0).map(|r| {
+            let lines = batches.first().map_or(1, |b| b.lines) as f64;
+            Duration::from_secs_f64(lines / r)
+        });
         tasks.push(tokio::spawn(async move {
             loop {
                 if stop.load(Ordering::Relaxed)
@@ -228,6 +234,10 @@ pub async fn run(
                     break;
                 }
                 let n = next.fetch_add(1, Ordering::Relaxed);
+                if let Some(every) = pace {
+                    let due = started + every.mul_f64(n as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let batch = &batches[(n as usize) % batches.len()];
                 if let Some(max) = limit_events {
                     let before = counters

@@ -91,6 +91,9 @@ struct LoadgenArgs {
     /// Use HTTP/1.1 instead of HTTP/2.
     #[arg(long)]
     http1: bool,
+    /// Target events per second (default: as fast as the server answers).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -306,6 +309,7 @@ async fn loadgen(args: LoadgenArgs) -> Result<()> {
             duration,
             events: args.events,
             http1: args.http1,
+            rate: args.rate,
         },
         |line| eprintln!("{line}"),
     )

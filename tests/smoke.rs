@@ -1,0 +1,22 @@
+mod support;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_an_event_over_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path()).await;
+    for client in [server.http1(), server.http2()] {
+        let resp = client
+            .post(server.url("/services/collector/event"))
+            .header("Authorization", format!("Splunk {TOKEN}"))
+            .body(r#"{"event":"hello"}"#)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = answer(resp).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, serde_json::json!({"text":"Success","code":0}));
+    }
+    assert_eq!(server.queue_stats().events, 2);
+    server.stop().await;
+}
