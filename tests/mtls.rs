@@ -1,0 +1,83 @@
+//! Client-certificate verification (`client_ca`) on the HEC listener.
+mod support;
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+use support::*;
+
+/// A client certificate signed by the server's generated CA, as PEM (cert + key).
+fn client_identity(tls_dir: &std::path::Path) -> Vec<u8> {
+    let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem")).unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(tls_dir.join("ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["client.example".to_string()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem()).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_when_client_ca_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("tls/ca.pem");
+    let extra = format!("client_ca = \"{}\"", ca.display());
+    let mut server = TestServer::start_with(dir.path(), &extra, "").await;
+
+    // Without a certificate the handshake fails: no HEC answer at all.
+    let anonymous = server.http2();
+    let err = anonymous
+        .post(server.url("/services/collector/event"))
+        .header("Authorization", format!("Splunk {TOKEN}"))
+        .body(r#"{"event":"no cert"}"#)
+        .send()
+        .await;
+    assert!(
+        err.is_err(),
+        "request without a client certificate must fail"
+    );
+
+    let pem = std::fs::read(&server.ca).unwrap();
+    for http2 in [false, true] {
+        let builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .identity(
+                reqwest::Identity::from_pem(&client_identity(&dir.path().join("tls"))).unwrap(),
+            );
+        let client = if http2 { builder } else { builder.http1_only() }
+            .build()
+            .unwrap();
+        let resp = client
+            .post(server.url("/services/collector/event"))
+            .header("Authorization", format!("Splunk {TOKEN}"))
+            .body(r#"{"event":"with cert"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(resp).await,
+            (200, serde_json::json!({"text":"Success","code":0}))
+        );
+    }
+    assert_eq!(server.queue_stats().events, 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus-ca.pem");
+    std::fs::write(&bogus, "not a certificate").unwrap();
+    let text = config_text(
+        dir.path(),
+        &format!("client_ca = \"{}\"", bogus.display()),
+        "",
+    );
+    let config = sluice::config::Config::parse(&text).unwrap();
+    let err = match sluice::app::start(config).await {
+        Ok(_) => panic!("a bogus client CA must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("bogus-ca.pem"), "{err}");
+}
