@@ -43,6 +43,9 @@ pub enum AppError {
     },
 }
 
+/// How long shutdown waits for in-flight requests after the drain phase.
+const IN_FLIGHT_CAP: Duration = Duration::from_secs(30);
+
 /// How clients reach this Sluice, for the startup message.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -195,7 +198,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             listener: hec_listener,
             tls,
             workers,
-            shutdown_timeout: Duration::from_secs(30),
+            shutdown_timeout: IN_FLIGHT_CAP,
         },
     )
     .map_err(|source| AppError::Bind {
@@ -252,7 +255,22 @@ impl Running {
         tracing::info!(grace = ?self.grace, "draining: /health and new requests answer 503 code 23");
         self.state.start_draining();
         tokio::time::sleep(self.grace).await;
-        self.hec.stop(true).await;
+        // actix sends no GOAWAY on HTTP/2, so a graceful stop would wait out
+        // its timeout on every idle h2 connection (Logpush keeps them open).
+        // Our handlers count themselves in flight; once none is, a hard stop
+        // drops only idle connections and loses nothing.
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_CAP;
+        while self.state.requests_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.state.requests_in_flight();
+        if left > 0 {
+            tracing::warn!(
+                requests = left,
+                "requests still in flight after the shutdown cap; closing them"
+            );
+        }
+        self.hec.stop(false).await;
         self.admin.stop(true).await;
         self.sweeper.abort();
         self.state.queue.flush()?;

@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn splunk_check_order() {
-        let tokens = vec![
+        let tokens = [
             token("a", "aaa", false, false),
             token("q", "qqq", true, false),
             token("off", "ooo", false, true),

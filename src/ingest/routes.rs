@@ -82,6 +82,7 @@ async fn method_not_allowed(st: State) -> HttpResponse {
 
 async fn event(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
     let started = Instant::now();
+    let _busy = st.in_flight();
     let reply = data(&req, payload, &st, DataEndpoint::Event)
         .await
         .unwrap_or_else(|r| r);
@@ -90,6 +91,7 @@ async fn event(req: HttpRequest, payload: web::Payload, st: State) -> HttpRespon
 
 async fn raw(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
     let started = Instant::now();
+    let _busy = st.in_flight();
     let reply = data(&req, payload, &st, DataEndpoint::Raw)
         .await
         .unwrap_or_else(|r| r);
@@ -98,6 +100,7 @@ async fn raw(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse
 
 async fn ack(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
     let started = Instant::now();
+    let _busy = st.in_flight();
     let reply = ack_poll(&req, payload, &st).await.unwrap_or_else(|r| r);
     st.answer("ack", reply, started)
 }
@@ -134,10 +137,7 @@ impl<'q> Query<'q> {
     }
 }
 
-fn header<'h>(
-    headers: &'h HeaderMap,
-    name: impl actix_web::http::header::AsHeaderName,
-) -> Option<&'h str> {
+fn header(headers: &HeaderMap, name: impl actix_web::http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -270,7 +270,8 @@ async fn data(
                     decoded_bytes: r.accepted_bytes,
                     ..meta
                 };
-                enqueue(st, token, channel, kept, body).await?;
+                // The 400 carries no ackId, so none is handed out.
+                enqueue(st, token, None, kept, body).await?;
             }
             Err(Reply {
                 invalid_event_number: Some(r.event_number),
@@ -280,19 +281,21 @@ async fn data(
     }
 }
 
-/// Appends durably; returns the client ack id for tokens with acks.
+/// Appends durably; returns the client ack id when `ack_channel` is given
+/// and the token has acks.
 async fn enqueue(
     st: &IngestState,
     token: &Token,
-    channel: Option<Channel>,
+    ack_channel: Option<Channel>,
     meta: RecordMeta,
     body: Bytes,
 ) -> Result<Option<u64>, Reply> {
+    let ack_channel = ack_channel.filter(|_| token.config.ack != AckMode::None);
     if let Err(busy) = st.queue.admit(body.len() as u64) {
         tracing::debug!(?busy, "queue refuses new records");
         return Err(codes::SERVER_BUSY.into());
     }
-    if token.config.ack != AckMode::None && !st.acks.has_room() {
+    if ack_channel.is_some() && !st.acks.has_room() {
         tracing::warn!("client ack registry is full");
         return Err(codes::SERVER_BUSY.into());
     }
@@ -335,7 +338,7 @@ async fn enqueue(
         AckMode::Durable => AckWait::Flushed,
         AckMode::Delivered => AckWait::Delivered(pending.id),
     };
-    Ok(channel.map(|c| st.acks.register(c, wait)))
+    Ok(ack_channel.map(|c| st.acks.register(c, wait)))
 }
 
 async fn ack_poll(
