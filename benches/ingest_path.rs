@@ -79,7 +79,14 @@ fn main() {
 
     let t = Instant::now();
     for _ in 0..iters {
-        scan_body(&raw, BodyEncoding::Identity, DataEndpoint::Raw, ANY, u64::MAX).expect("scan");
+        scan_body(
+            &raw,
+            BodyEncoding::Identity,
+            DataEndpoint::Raw,
+            ANY,
+            u64::MAX,
+        )
+        .expect("scan");
     }
     report("/raw identity: line count", raw.len(), lines, iters, t);
 
@@ -92,11 +99,23 @@ fn main() {
     let event_gz = gzip(&event_body, 6);
     let t = Instant::now();
     for _ in 0..iters {
-        let s = scan_body(&event_gz, BodyEncoding::Gzip, DataEndpoint::Event, ANY, u64::MAX)
-            .expect("scan");
+        let s = scan_body(
+            &event_gz,
+            BodyEncoding::Gzip,
+            DataEndpoint::Event,
+            ANY,
+            u64::MAX,
+        )
+        .expect("scan");
         assert!(matches!(s, Scan::Accepted { events, .. } if events == lines as u64));
     }
-    report("/event gzip: gunzip + split + validate", event_body.len(), lines, iters, t);
+    report(
+        "/event gzip: gunzip + split + validate",
+        event_body.len(),
+        lines,
+        iters,
+        t,
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = Queue::open(

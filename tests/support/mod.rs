@@ -89,7 +89,8 @@ pub struct TestServer {
 impl TestServer {
     /// Starts Sluice on `data_dir` with extra `[server]` / `[queue]` settings.
     pub async fn start_with(data_dir: &Path, server_extra: &str, queue_extra: &str) -> TestServer {
-        let config = Config::parse(&config_text(data_dir, server_extra, queue_extra)).expect("test config");
+        let config =
+            Config::parse(&config_text(data_dir, server_extra, queue_extra)).expect("test config");
         let running = app::start(config).await.expect("sluice starts");
         let ep = running.endpoints.clone();
         TestServer {
@@ -163,15 +164,25 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// `../shared/samples/<name>`.
 pub fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/samples")
+        .join(name)
 }
 
 /// All sample NDJSON lines (2,100 lines across the three files).
 pub fn sample_lines() -> Vec<String> {
     let mut lines = Vec::new();
-    for f in ["nal-rfc3339.ndjson", "nal-unixnano.ndjson", "nal-legacy-unix.ndjson"] {
+    for f in [
+        "nal-rfc3339.ndjson",
+        "nal-unixnano.ndjson",
+        "nal-legacy-unix.ndjson",
+    ] {
         let text = std::fs::read_to_string(sample(f)).expect("sample file");
-        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
     }
     lines
 }
