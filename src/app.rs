@@ -43,6 +43,9 @@ pub enum AppError {
     },
 }
 
+/// File in the data dir holding the running admin listener's address.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+
 /// How long shutdown waits for in-flight requests after the drain phase.
 const IN_FLIGHT_CAP: Duration = Duration::from_secs(30);
 
@@ -88,6 +91,7 @@ pub struct Running {
     admin: Listener,
     grace: Duration,
     sweeper: tokio::task::JoinHandle<()>,
+    admin_addr_file: PathBuf,
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -213,6 +217,11 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             source,
         }
     })?;
+    // The CLI finds the admin API here even when metrics_listen is port 0 or 0.0.0.0.
+    let admin_addr_file = config.data_dir.join(ADMIN_ADDR_FILE);
+    if let Err(e) = std::fs::write(&admin_addr_file, admin.addr.to_string()) {
+        tracing::warn!(path = %admin_addr_file.display(), error = %e, "cannot record the admin address; `sluice queue stats` will use metrics_listen");
+    }
     let sweeper = {
         let state = Arc::clone(&state);
         let every = (s.ack_channel_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -240,6 +249,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         admin,
         grace: s.shutdown_grace,
         sweeper,
+        admin_addr_file,
     })
 }
 
@@ -272,8 +282,16 @@ impl Running {
         }
         self.hec.stop(false).await;
         self.admin.stop(true).await;
+        let _ = std::fs::remove_file(&self.admin_addr_file);
         self.sweeper.abort();
+        let _ = self.sweeper.await;
         self.state.queue.flush()?;
+        // actix workers report "stopped" before dropping their app state;
+        // wait for them so the queue (and sled's lock) is released on return.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.state) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         tracing::info!("stopped; queue flushed");
         Ok(())
     }

@@ -251,7 +251,10 @@ async fn queue_stats(config: &Config) -> Result<QueueStats> {
     match Queue::open(&path, limits) {
         Ok(q) => Ok(q.stats()),
         Err(QueueError::Locked { .. }) => {
-            let mut addr = config.server.metrics_listen;
+            let recorded = std::fs::read_to_string(config.data_dir.join(app::ADMIN_ADDR_FILE))
+                .ok()
+                .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+            let mut addr = recorded.unwrap_or(config.server.metrics_listen);
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }

@@ -21,8 +21,8 @@ const FORMAT_KEY: &[u8] = b"format_version";
 /// Queue failures; each names the store's path.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// Another process holds the store (a running Sluice).
-    #[error("queue {path} is in use by another process")]
+    /// Another Sluice holds the store's lock.
+    #[error("queue {path} is locked by a running Sluice")]
     Locked {
         /// Store directory.
         path: PathBuf,

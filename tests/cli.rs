@@ -1,0 +1,337 @@
+//! The `sluice` command line: validate, queue stats (offline and online), and
+//! a first start on the embedded defaults.
+
+mod support;
+use support::*;
+
+#[path = "support/process.rs"]
+mod process;
+use process::*;
+
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+const EVENT: &str = "/services/collector/event";
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn validate(config: &Path, cwd: &Path, apps_token: Option<&str>) -> (bool, String, String) {
+    let mut cmd = sluice_command();
+    cmd.arg("validate")
+        .arg("--config")
+        .arg(config)
+        .current_dir(cwd)
+        .env_remove("SLUICE_TOKEN_APPS");
+    if let Some(t) = apps_token {
+        cmd.env("SLUICE_TOKEN_APPS", t);
+    }
+    let (status, out, err) = run_to_end(cmd);
+    (status.success(), out, err)
+}
+
+#[test]
+fn validate_names_the_bad_file_key_or_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let apps = Some("apps-token-value");
+
+    // The example names certs/server.pem, absent from a checkout.
+    let example = manifest_dir().join("sluice.example.toml");
+    let (ok, out, err) = validate(Path::new("sluice.example.toml"), manifest_dir(), apps);
+    if manifest_dir().join("certs/server.pem").exists() {
+        println!("note: certs/server.pem exists here; the example validates: {out}{err}");
+    } else {
+        assert!(!ok, "validate passed without certs/server.pem: {out}{err}");
+        assert!(err.contains("certs/server.pem"), "stderr: {err}");
+    }
+
+    // Without the TLS file lines it is valid (with its token_env variable set).
+    let text = std::fs::read_to_string(&example).unwrap();
+    let stripped: String = text
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with("tls_cert") && !l.starts_with("tls_key")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        stripped.len(),
+        text.len(),
+        "the example sets tls_cert/tls_key"
+    );
+    let copy = write_file(tmp.path(), "example-no-tls.toml", &stripped);
+    let (ok, out, err) = validate(&copy, tmp.path(), apps);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("OK"), "stdout: {out}");
+    // Validation reads nothing into the working directory.
+    assert!(!tmp.path().join("data").exists());
+
+    // ...and names the variable when it is not set.
+    let (ok, _, err) = validate(&copy, tmp.path(), None);
+    assert!(!ok);
+    assert!(err.contains("SLUICE_TOKEN_APPS"), "stderr: {err}");
+
+    let bad_key = write_file(
+        tmp.path(),
+        "bad-key.toml",
+        "[server]\nlisten_adress = \"x\"\n",
+    );
+    let (ok, _, err) = validate(&bad_key, tmp.path(), None);
+    assert!(!ok);
+    assert!(err.contains("listen_adress"), "stderr: {err}");
+
+    let missing = tmp.path().join("does-not-exist.toml");
+    let (ok, _, err) = validate(&missing, tmp.path(), None);
+    assert!(!ok);
+    assert!(
+        err.contains(&missing.display().to_string()),
+        "stderr: {err}"
+    );
+
+    let bad_value = write_file(
+        tmp.path(),
+        "bad-ack.toml",
+        "[[tokens]]\nname = \"a\"\ntoken = \"t\"\nack = \"sometimes\"\n",
+    );
+    let (ok, _, err) = validate(&bad_value, tmp.path(), None);
+    assert!(!ok);
+    assert!(err.contains("sometimes"), "stderr: {err}");
+}
+
+fn queue_stats_cmd(config: &Path, json: bool) -> String {
+    let mut cmd = sluice_command();
+    cmd.args(["queue", "stats", "--config"]).arg(config);
+    if json {
+        cmd.arg("--json");
+    }
+    let (status, out, err) = run_to_end(cmd);
+    assert!(
+        status.success(),
+        "queue stats failed: {status}\nstderr: {err}"
+    );
+    out
+}
+
+fn parse_stats_json(out: &str) -> serde_json::Map<String, Value> {
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let obj = v.as_object().expect("a JSON object").clone();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["bytes", "events", "oldest_age_seconds", "records"]);
+    obj
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_stats_offline_and_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path()).await;
+    let mut events = 0u64;
+    {
+        let client = server.http1();
+        for i in 0..5u64 {
+            let body: String = (0..=i)
+                .map(|e| format!("{{\"event\":\"s{i}-{e}\"}}"))
+                .collect();
+            let resp = post(
+                &client,
+                &server.url(EVENT),
+                TOKEN,
+                body.as_bytes(),
+                i % 2 == 1,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                answer(resp).await,
+                (200, json!({"text":"Success","code":0}))
+            );
+            events += i + 1;
+        }
+    }
+    let expect = server.queue_stats();
+    assert_eq!((expect.records, expect.events), (5, events));
+    server.stop().await;
+
+    // Offline: the CLI opens the store itself.
+    let config = write_file(dir.path(), "sluice.toml", &json_log_config(dir.path(), &[]));
+    let out = tokio::task::block_in_place(|| queue_stats_cmd(&config, true));
+    let obj = parse_stats_json(&out);
+    assert_eq!(obj["records"], json!(5));
+    assert_eq!(obj["events"], json!(events));
+    assert_eq!(obj["bytes"], json!(expect.bytes));
+    let age = obj["oldest_age_seconds"].as_f64().expect("age is a number");
+    assert!((0.0..3600.0).contains(&age), "oldest_age_seconds {age}");
+
+    // Online: the store is locked by a running Sluice; the CLI asks its admin API.
+    let (mut proc, metrics) = tokio::task::block_in_place(|| {
+        let mut p = Sluice::run(&config);
+        let (_, metrics) = p.wait_listening();
+        (p, metrics)
+    });
+    // The config says port 0: the CLI finds the admin API through <data_dir>/admin.addr.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin.addr")).unwrap(),
+        metrics.to_string()
+    );
+    let online = config.clone();
+    let out = tokio::task::block_in_place(|| queue_stats_cmd(&online, true));
+    let obj = parse_stats_json(&out);
+    assert_eq!(obj["records"], json!(5));
+    assert_eq!(obj["events"], json!(events));
+    assert_eq!(obj["bytes"], json!(expect.bytes));
+
+    let out = tokio::task::block_in_place(|| queue_stats_cmd(&online, false));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0], "records: 5");
+    assert_eq!(lines[1], format!("events: {events}"));
+    assert_eq!(lines[2], format!("bytes: {}", expect.bytes));
+    let age = lines[3]
+        .strip_prefix("oldest_age_seconds: ")
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("bad age line: {out}"));
+    assert!(age >= 0.0, "{out}");
+
+    let status = tokio::task::block_in_place(|| proc.terminate());
+    assert!(status.success(), "{status}: {}", proc.stderr.text());
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A `sluice` with no arguments in `cwd` (the embedded defaults).
+fn start_default(cwd: &Path, env_token: Option<&str>) -> Option<Sluice> {
+    let mut cmd = sluice_command();
+    cmd.current_dir(cwd);
+    if let Some(t) = env_token {
+        cmd.env("SLUICE_HEC_TOKEN", t);
+    }
+    let mut p = Sluice::spawn(cmd);
+    match p.try_wait_for_stderr("\"listening\" log line", |l| l.contains("listening")) {
+        Ok(_) => Some(p),
+        Err(status) => {
+            let err = p.stderr.text();
+            if err.contains("cannot listen") {
+                println!("note: default ports taken meanwhile ({status}); skipping: {err}");
+                None
+            } else {
+                panic!("sluice with embedded defaults exited ({status}): {err}");
+            }
+        }
+    }
+}
+
+async fn send_event(ca: &Path, token: &str) -> (u16, Value) {
+    let client = client_with_timeout(ca, true, Duration::from_secs(20));
+    let resp = post(
+        &client,
+        &format!("https://127.0.0.1:8088{EVENT}"),
+        token,
+        br#"{"event":"hello from curl"}"#,
+        false,
+    )
+    .await
+    .expect("request to the embedded default listener");
+    answer(resp).await
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_defaults_generate_tls_and_token_once() {
+    if !port_free(8088) || !port_free(9108) {
+        println!("note: 127.0.0.1:8088 or :9108 is busy on this machine; skipping the embedded-defaults test");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+
+    // First start: generates the CA, the server certificate and the token.
+    let Some(mut first) = tokio::task::block_in_place(|| start_default(tmp.path(), None)) else {
+        return;
+    };
+    for f in [
+        "tls/ca.pem",
+        "tls/server.pem",
+        "tls/server.key",
+        "hec_token",
+    ] {
+        assert!(data.join(f).is_file(), "data/{f} not generated");
+    }
+    assert_eq!(mode(&data.join("tls/server.key")), 0o600);
+    assert_eq!(mode(&data.join("hec_token")), 0o600);
+    let token = std::fs::read_to_string(data.join("hec_token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!token.is_empty());
+    let ca = data.join("tls/ca.pem");
+    assert_eq!(
+        send_event(&ca, &token).await,
+        (200, json!({"text":"Success","code":0}))
+    );
+    let status = tokio::task::block_in_place(|| first.terminate());
+    assert!(status.success(), "{status}");
+    let err = first.stderr.text();
+    let all = format!("{}\n{err}", first.stdout.text());
+    let line = err
+        .lines()
+        .find(|l| l.contains("Generated HEC token"))
+        .unwrap_or_else(|| panic!("no \"Generated HEC token\" line: {err}"));
+    assert!(line.contains(&token), "{line}");
+    assert_eq!(all.matches(&token).count(), 1, "token printed once: {all}");
+
+    // Second start on the same dir: the same token works, and is never printed.
+    let Some(mut second) = tokio::task::block_in_place(|| start_default(tmp.path(), None)) else {
+        return;
+    };
+    assert_eq!(
+        send_event(&ca, &token).await,
+        (200, json!({"text":"Success","code":0}))
+    );
+    let status = tokio::task::block_in_place(|| second.terminate());
+    assert!(status.success(), "{status}");
+    let all = format!("{}\n{}", second.stdout.text(), second.stderr.text());
+    assert!(
+        !all.contains(&token),
+        "second start printed the token: {all}"
+    );
+    assert!(!all.contains("Generated HEC token"), "{all}");
+
+    // SLUICE_HEC_TOKEN on a fresh dir: that token is accepted, no token file.
+    let fresh = tempfile::tempdir().unwrap();
+    let env_token = "eeeeeeee-1111-4222-8333-444444444444";
+    let Some(mut third) =
+        tokio::task::block_in_place(|| start_default(fresh.path(), Some(env_token)))
+    else {
+        return;
+    };
+    let fresh_ca = fresh.path().join("data/tls/ca.pem");
+    assert_eq!(
+        send_event(&fresh_ca, env_token).await,
+        (200, json!({"text":"Success","code":0}))
+    );
+    let (status, body) = send_event(&fresh_ca, &token).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (403, json!(4)),
+        "old token refused"
+    );
+    let status = tokio::task::block_in_place(|| third.terminate());
+    assert!(status.success(), "{status}");
+    assert!(!fresh.path().join("data/hec_token").exists());
+    let all = format!("{}\n{}", third.stdout.text(), third.stderr.text());
+    assert!(!all.contains(env_token), "env token printed: {all}");
+    assert!(!all.contains("Generated HEC token"), "{all}");
+}
