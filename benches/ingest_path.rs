@@ -49,6 +49,19 @@ fn report(name: &str, bytes: usize, events: usize, iters: usize, t: Instant) {
     );
 }
 
+fn rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 fn main() {
     let lines = 10_000;
     let raw = sample_ndjson(lines);
@@ -172,4 +185,10 @@ fn main() {
             (records * gz.len()) as f64 / s / 1e6
         );
     }
+    let stats = queue.stats();
+    println!(
+        "after storing {:.0} MB in the queue: process RSS {} MB (sled cache_bytes 32 MiB)",
+        stats.bytes as f64 / 1e6,
+        rss_mb()
+    );
 }

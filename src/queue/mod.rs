@@ -7,7 +7,7 @@ mod space;
 pub use record::{BodyEncoding, DataEndpoint, Record, RecordMeta};
 
 use commit::GroupCommit;
-use record::{CorruptRecord, IndexEntry};
+use record::{id_of_part, part_key, CorruptRecord, Header, IndexEntry, CHUNK_BYTES};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -207,7 +207,7 @@ impl Queue {
             totals.bytes += e.bytes;
         }
         let next_id = match records.last().map_err(store)? {
-            Some((k, _)) => id_of(&k).map_or(0, |id| id + 1),
+            Some((k, _)) => id_of_part(&k).map_or(0, |id| id + 1),
             None => 0,
         };
         let flush_db = db.clone();
@@ -284,17 +284,29 @@ impl Queue {
 
     /// Stores a record in memory; call [`Queue::commit`] before acknowledging it.
     pub fn append(&self, meta: &RecordMeta, body: &[u8]) -> Result<Pending, QueueError> {
-        let value = Record::encode(meta, body);
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let chunks = body.chunks(CHUNK_BYTES);
+        let n = u32::try_from(chunks.len()).map_err(|_| QueueError::Corrupt {
+            path: self.path.clone(),
+            source: CorruptRecord("body too large".into()),
+        })?;
+        let header = Header::encode(meta, n);
+        let stored = (header.len() + body.len()) as u64;
+        // Header and chunks land atomically: a record is whole or absent.
+        let mut batch = sled::Batch::default();
+        batch.insert(&part_key(id, 0)[..], header);
+        for (i, chunk) in chunks.enumerate() {
+            batch.insert(&part_key(id, i as u32 + 1)[..], chunk);
+        }
+        self.records
+            .apply_batch(batch)
+            .map_err(|e| self.store_err(e))?;
         let entry = IndexEntry {
             events: meta.events,
-            bytes: value.len() as u64,
+            bytes: stored,
             received_ms: meta.received_ms,
         };
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         // Record before index: after a crash an index entry always has its record.
-        self.records
-            .insert(key(id), value)
-            .map_err(|e| self.store_err(e))?;
         self.index
             .insert(key(id), &entry.encode()[..])
             .map_err(|e| self.store_err(e))?;
@@ -323,17 +335,46 @@ impl Queue {
         self.db.flush().map(|_| ()).map_err(|e| self.store_err(e))
     }
 
-    /// Reads one record.
-    pub fn get(&self, id: RecordId) -> Result<Option<Record>, QueueError> {
-        match self.records.get(key(id)).map_err(|e| self.store_err(e))? {
-            Some(v) => Record::decode(&v)
-                .map(Some)
-                .map_err(|source| QueueError::Corrupt {
-                    path: self.path.clone(),
-                    source,
-                }),
+    fn corrupt(&self, source: CorruptRecord) -> QueueError {
+        QueueError::Corrupt {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn header(&self, id: RecordId) -> Result<Option<Header>, QueueError> {
+        match self
+            .records
+            .get(part_key(id, 0))
+            .map_err(|e| self.store_err(e))?
+        {
+            Some(v) => Header::decode(&v).map(Some).map_err(|e| self.corrupt(e)),
             None => Ok(None),
         }
+    }
+
+    /// Reads one record.
+    pub fn get(&self, id: RecordId) -> Result<Option<Record>, QueueError> {
+        let Some(header) = self.header(id)? else {
+            return Ok(None);
+        };
+        let mut body = Vec::with_capacity(header.chunks as usize * CHUNK_BYTES);
+        let mut parts = 0u32;
+        for item in self.records.range(part_key(id, 1)..=part_key(id, u32::MAX)) {
+            let (_, v) = item.map_err(|e| self.store_err(e))?;
+            body.extend_from_slice(&v);
+            parts += 1;
+        }
+        if parts != header.chunks {
+            return Err(self.corrupt(CorruptRecord(format!(
+                "record {id} has {parts} of {} body chunks",
+                header.chunks
+            ))));
+        }
+        Ok(Some(Record {
+            meta: header.meta,
+            body,
+        }))
     }
 
     /// Whether a record is still queued.
@@ -354,8 +395,13 @@ impl Queue {
         let Some(v) = self.index.remove(key(id)).map_err(|e| self.store_err(e))? else {
             return Ok(false);
         };
+        let chunks = self.header(id)?.map_or(0, |h| h.chunks);
+        let mut batch = sled::Batch::default();
+        for part in 0..=chunks {
+            batch.remove(&part_key(id, part)[..]);
+        }
         self.records
-            .remove(key(id))
+            .apply_batch(batch)
             .map_err(|e| self.store_err(e))?;
         if let Ok(e) = IndexEntry::decode(&v) {
             let mut t = self.lock_totals();
@@ -393,25 +439,38 @@ enum Repair {
 }
 
 /// Records are written before their index entry, so a crash can leave records
-/// at the tail without one: rebuild those entries from the records.
+/// at the tail without one: rebuild those entries from the record headers.
 fn repair_index(records: &sled::Tree, index: &sled::Tree) -> Result<(), Repair> {
     let after = match index.last().map_err(Repair::Store)? {
         Some((k, _)) => id_of(&k).map_or(0, |id| id + 1),
         None => 0,
     };
-    for item in records.range(key(after)..) {
-        let (k, v) = item.map_err(Repair::Store)?;
-        let (meta, _) = Record::split(&v).map_err(Repair::Corrupt)?;
+    let mut next = after;
+    loop {
+        let Some((k, v)) = records
+            .range(part_key(next, 0)..)
+            .next()
+            .transpose()
+            .map_err(Repair::Store)?
+        else {
+            return Ok(());
+        };
+        let id = id_of_part(&k).ok_or_else(|| Repair::Corrupt(CorruptRecord("bad key".into())))?;
+        let header = Header::decode(&v).map_err(Repair::Corrupt)?;
+        let mut bytes = v.len() as u64;
+        for item in records.range(part_key(id, 1)..=part_key(id, u32::MAX)) {
+            bytes += item.map_err(Repair::Store)?.1.len() as u64;
+        }
         let entry = IndexEntry {
-            events: meta.events,
-            bytes: v.len() as u64,
-            received_ms: meta.received_ms,
+            events: header.meta.events,
+            bytes,
+            received_ms: header.meta.received_ms,
         };
         index
-            .insert(k, &entry.encode()[..])
+            .insert(key(id), &entry.encode()[..])
             .map_err(Repair::Store)?;
+        next = id + 1;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -464,6 +523,34 @@ mod tests {
         assert_eq!(q.get(299).unwrap().unwrap().body, b"b299");
         let p = q.append(&meta(1), b"new").unwrap();
         assert_eq!(p.id, 300);
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_round_trip_and_index_is_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..(CHUNK_BYTES * 3 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        {
+            let q = Queue::open(dir.path(), limits()).unwrap();
+            for i in 0..3u64 {
+                let p = q.append(&meta(i + 1), &body).unwrap();
+                q.commit(p).await.unwrap();
+            }
+            assert_eq!(q.get(1).unwrap().unwrap().body, body);
+            assert!(q.remove(1).unwrap());
+            assert!(q.get(1).unwrap().is_none());
+            assert_eq!(q.records.range(part_key(1, 0)..part_key(2, 0)).count(), 0);
+            // A crash between the record and its index entry.
+            q.index.remove(key(2)).unwrap();
+            q.flush().unwrap();
+        }
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        let s = q.stats();
+        assert_eq!((s.records, s.events), (2, 1 + 3));
+        assert_eq!(q.ids_from(0).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(q.get(2).unwrap().unwrap().body, body);
+        assert_eq!(q.append(&meta(1), b"x").unwrap().id, 3);
     }
 
     #[tokio::test]

@@ -71,39 +71,55 @@ pub struct CorruptRecord(pub String);
 
 const RECORD_VERSION: u8 = 1;
 
-impl Record {
-    /// Encodes as `[version u8][meta length u32 BE][meta JSON][body]`.
-    pub fn encode(meta: &RecordMeta, body: &[u8]) -> Vec<u8> {
+/// Body bytes per stored chunk. sled 0.34 keeps large values resident
+/// (its cache accounting misses them), so bodies are stored in chunks small
+/// enough for its page cache to evict: memory stays flat with the backlog.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+
+/// Key of part `part` of record `id`: part 0 is the header, 1.. the body chunks.
+pub fn part_key(id: u64, part: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8..].copy_from_slice(&part.to_be_bytes());
+    k
+}
+
+/// The record id of a part key.
+pub fn id_of_part(key: &[u8]) -> Option<u64> {
+    key.get(..8)
+        .and_then(|k| k.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+/// The decoded header of a stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The record's metadata.
+    pub meta: RecordMeta,
+    /// Number of body chunks (parts 1..=chunks).
+    pub chunks: u32,
+}
+
+impl Header {
+    /// Encodes as `[version u8][chunks u32 BE][meta JSON]`.
+    pub fn encode(meta: &RecordMeta, chunks: u32) -> Vec<u8> {
         // Serializing a struct of strings and integers cannot fail.
         let meta_json = serde_json::to_vec(meta).unwrap_or_default();
-        let mut out = Vec::with_capacity(5 + meta_json.len() + body.len());
+        let mut out = Vec::with_capacity(5 + meta_json.len());
         out.push(RECORD_VERSION);
-        out.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+        out.extend_from_slice(&chunks.to_be_bytes());
         out.extend_from_slice(&meta_json);
-        out.extend_from_slice(body);
         out
     }
 
-    /// Decodes a stored value.
-    pub fn decode(bytes: &[u8]) -> Result<Record, CorruptRecord> {
-        let (meta, body_at) = Record::split(bytes)?;
-        Ok(Record {
-            meta,
-            body: bytes[body_at..].to_vec(),
-        })
-    }
-
-    /// Decodes the metadata and returns where the body starts.
-    pub fn split(bytes: &[u8]) -> Result<(RecordMeta, usize), CorruptRecord> {
-        if bytes.first() != Some(&RECORD_VERSION) || bytes.len() < 5 {
+    /// Decodes a stored header.
+    pub fn decode(bytes: &[u8]) -> Result<Header, CorruptRecord> {
+        if bytes.len() < 5 || bytes[0] != RECORD_VERSION {
             return Err(CorruptRecord("unknown record version".into()));
         }
-        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-        let meta_bytes = bytes
-            .get(5..5 + len)
-            .ok_or_else(|| CorruptRecord("truncated metadata".into()))?;
-        let meta = serde_json::from_slice(meta_bytes).map_err(|e| CorruptRecord(e.to_string()))?;
-        Ok((meta, 5 + len))
+        let chunks = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let meta = serde_json::from_slice(&bytes[5..]).map_err(|e| CorruptRecord(e.to_string()))?;
+        Ok(Header { meta, chunks })
     }
 }
 
@@ -165,11 +181,12 @@ mod tests {
             encoding: BodyEncoding::Gzip,
             decoded_bytes: 10,
         };
-        let enc = Record::encode(&meta, b"\x1f\x8bbody");
-        let rec = Record::decode(&enc).unwrap();
-        assert_eq!(rec.meta, meta);
-        assert_eq!(rec.body, b"\x1f\x8bbody");
-        assert!(Record::decode(&enc[..3]).is_err());
+        let enc = Header::encode(&meta, 3);
+        assert_eq!(Header::decode(&enc).unwrap(), Header { meta, chunks: 3 });
+        assert!(Header::decode(&enc[..3]).is_err());
+        assert!(part_key(1, 0) < part_key(1, 1));
+        assert!(part_key(1, u32::MAX) < part_key(2, 0));
+        assert_eq!(id_of_part(&part_key(7, 3)), Some(7));
         let e = IndexEntry {
             events: 1,
             bytes: 2,
