@@ -138,7 +138,8 @@ fn make_batches(lines: &[Vec<u8>], batch_lines: usize) -> Vec<Batch> {
                 raw.extend_from_slice(&lines[(b * batch_lines + i) % lines.len()]);
                 raw.push(b'\n');
             }
-            let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 8), Compression::fast());
+            // Level 6 is Go's gzip default, which Logpush's Go client uses.
+            let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 8), Compression::default());
             // Writing into a Vec cannot fail.
             let _ = enc.write_all(&raw);
             let gz = enc.finish().unwrap_or_default();
