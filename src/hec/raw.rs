@@ -15,22 +15,17 @@ impl LineCounter {
 
     /// Feeds the next decoded chunk.
     pub fn feed(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(nl) => {
-                    if self.line_has_content || has_content(&rest[..nl]) {
-                        self.lines += 1;
-                    }
-                    self.line_has_content = false;
-                    rest = &rest[nl + 1..];
-                }
-                None => {
-                    self.line_has_content = self.line_has_content || has_content(rest);
-                    break;
-                }
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            // has_content stops at the first non-blank byte: O(1) for real lines.
+            if self.line_has_content || has_content(&chunk[start..nl]) {
+                self.lines += 1;
             }
+            self.line_has_content = false;
+            start = nl + 1;
         }
+        let rest = &chunk[start..];
+        self.line_has_content = self.line_has_content || has_content(rest);
     }
 
     /// Ends the body; returns the number of non-blank lines.
