@@ -249,7 +249,8 @@ async fn low_disk_refuses_with_503_and_keeps_earlier_records() {
 
     // A fresh store under the free-space floor takes nothing.
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_text(dir.path(), &config_replacing(dir.path(), &[huge])).await;
+    let mut server =
+        TestServer::start_text(dir.path(), &config_replacing(dir.path(), &[huge])).await;
     assert_refuses_everything(&server).await;
     let s = server.queue_stats();
     assert_eq!((s.records, s.events, s.bytes), (0, 0, 0));
@@ -262,7 +263,8 @@ async fn low_disk_refuses_with_503_and_keeps_earlier_records() {
     let before = server.queue_stats();
     server.stop().await;
 
-    let mut server = start_text(dir.path(), &config_replacing(dir.path(), &[huge])).await;
+    let mut server =
+        TestServer::start_text(dir.path(), &config_replacing(dir.path(), &[huge])).await;
     assert_refuses_everything(&server).await;
     let after = server.queue_stats();
     assert_eq!(

@@ -64,7 +64,7 @@ async fn graceful_shutdown_drains_with_503_code_23_and_keeps_the_queue() {
         dir.path(),
         &[("shutdown_grace = \"300ms\"", "shutdown_grace = \"2s\"")],
     );
-    let mut server = start_text(dir.path(), &text).await;
+    let mut server = TestServer::start_text(dir.path(), &text).await;
     let h1 = server.http1();
     let h2 = server.http2();
     let sent = accept_some(&[h1.clone(), h2.clone()], &server.base, "drain", 6).await;

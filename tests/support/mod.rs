@@ -89,8 +89,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts Sluice on `data_dir` with extra `[server]` / `[queue]` settings.
     pub async fn start_with(data_dir: &Path, server_extra: &str, queue_extra: &str) -> TestServer {
-        let config =
-            Config::parse(&config_text(data_dir, server_extra, queue_extra)).expect("test config");
+        TestServer::start_text(data_dir, &config_text(data_dir, server_extra, queue_extra)).await
+    }
+
+    /// Starts Sluice from full config text.
+    pub async fn start_text(data_dir: &Path, text: &str) -> TestServer {
+        let config = Config::parse(text).expect("test config");
         let running = app::start(config).await.expect("sluice starts");
         let ep = running.endpoints.clone();
         TestServer {

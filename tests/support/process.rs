@@ -3,11 +3,9 @@
 //! `#[path = "support/process.rs"] mod process;` next to `mod support;`.
 #![allow(dead_code)]
 
-use crate::support::{config_text, TestServer};
+use crate::support::config_text;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
-use sluice::app;
-use sluice::config::Config;
 use sluice::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
@@ -44,21 +42,6 @@ pub fn json_log_config(data_dir: &Path, replacements: &[(&str, &str)]) -> String
     let mut all = vec![("level = \"warn\"", "level = \"info\"\nformat = \"json\"")];
     all.extend_from_slice(replacements);
     config_replacing(data_dir, &all)
-}
-
-/// Starts an in-process Sluice from full config text (the `TestServer`
-/// equivalent of `start_with` for settings the base config already has).
-pub async fn start_text(data_dir: &Path, text: &str) -> TestServer {
-    let config = Config::parse(text).expect("test config");
-    let running = app::start(config).await.expect("sluice starts");
-    let ep = running.endpoints.clone();
-    TestServer {
-        base: format!("https://127.0.0.1:{}", ep.hec.port()),
-        metrics_base: format!("http://127.0.0.1:{}", ep.metrics.port()),
-        ca: ep.generated_ca.clone().expect("generated CA"),
-        data_dir: data_dir.to_path_buf(),
-        running: Some(running),
-    }
 }
 
 /// Queue limits for opening a store directly in a test.
