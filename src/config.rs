@@ -125,8 +125,8 @@ pub enum AckMode {
 pub struct TokenConfig {
     /// Name used in metrics, logs and queue records (never the secret).
     pub name: String,
-    /// The token value.
-    pub token: Option<String>,
+    /// The token value (redacted in `Debug`).
+    pub token: Option<TokenSecret>,
     /// Environment variable holding the token value.
     pub token_env: Option<String>,
     /// Default index for events from this token.
@@ -402,7 +402,9 @@ impl Config {
                     ))
                 }
                 (None, None) => return Err(invalid(key("token"), "set token or token_env")),
-                (Some(v), None) if v.trim().is_empty() || v.contains(char::is_whitespace) => {
+                (Some(v), None)
+                    if v.expose().trim().is_empty() || v.expose().contains(char::is_whitespace) =>
+                {
                     return Err(invalid(key("token"), "must be non-empty without spaces"))
                 }
                 _ => {}
@@ -422,7 +424,7 @@ impl Config {
         let mut seen: Vec<TokenSecret> = Vec::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let secret = match (&t.token, &t.token_env) {
-                (Some(v), _) => TokenSecret::new(v.clone()),
+                (Some(v), _) => v.clone(),
                 (None, Some(var)) => match std::env::var(var) {
                     Ok(v) if !v.trim().is_empty() => TokenSecret::new(v.trim().to_string()),
                     _ => {
@@ -498,6 +500,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("tokens[0].index"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let c = Config::parse("[[tokens]]\nname=\"a\"\ntoken=\"s3cret-token\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(c.resolve_tokens().unwrap()[0]
+            .secret
+            .matches("s3cret-token"));
     }
 
     #[test]

@@ -29,6 +29,12 @@ impl TokenSecret {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for TokenSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(TokenSecret)
+    }
+}
+
 impl fmt::Debug for TokenSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenSecret(<redacted>)")

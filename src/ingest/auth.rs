@@ -75,7 +75,7 @@ mod tests {
         Token {
             config: TokenConfig {
                 name: name.into(),
-                token: Some(value.into()),
+                token: Some(TokenSecret::new(value)),
                 token_env: None,
                 index: None,
                 sourcetype: None,
