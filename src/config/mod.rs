@@ -1,5 +1,7 @@
 //! The TOML configuration: typed, defaulted and validated.
 
+pub mod outputs;
+
 use crate::hec::TokenSecret;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -60,6 +62,7 @@ pub struct Config {
     /// The durable queue.
     #[serde(default)]
     pub queue: QueueConfig,
+
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -452,7 +455,7 @@ impl Config {
     }
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         path: None,
         key: key.into(),
