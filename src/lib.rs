@@ -3,6 +3,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod forward;
 pub mod hec;
 pub mod ingest;
 pub mod loadgen;

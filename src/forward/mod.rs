@@ -1,0 +1,6 @@
+//! Outputs: from queued records to delivered events. Building blocks so far:
+//! `event` (record → events with resolved metadata and `event_id`). The
+//! forwarding loop, the Splunk and file outputs and queue release join them
+//! in the forwarding issue.
+
+pub mod event;
