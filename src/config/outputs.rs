@@ -107,7 +107,7 @@ pub enum Compression {
 #[derive(Debug, Clone)]
 pub enum Output {
     /// Splunk HEC.
-    Splunk(SplunkOutput),
+    Splunk(Box<SplunkOutput>),
     /// NDJSON files.
     File(FileOutput),
 }
@@ -286,7 +286,7 @@ impl OutputConfig {
                     compression: self.compression,
                 }))
             }
-            OutputKind::Splunk => self.resolve_splunk(&k).map(Output::Splunk),
+            OutputKind::Splunk => self.resolve_splunk(&k).map(|s| Output::Splunk(Box::new(s))),
         }
     }
 

@@ -1,0 +1,221 @@
+//! Request bodies for an output: serialized events packed under the event,
+//! uncompressed and compressed caps (e.g. Splunk Cloud's 1 MB), gzip or not.
+
+use crate::config::outputs::Compression;
+use flate2::write::GzEncoder;
+use std::io::Write;
+
+/// Caps of one request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Events per request.
+    pub max_events: usize,
+    /// Uncompressed bytes per request.
+    pub max_bytes: u64,
+    /// Bytes on the wire per request (equal to uncompressed without gzip).
+    pub max_compressed_bytes: u64,
+    /// Body compression.
+    pub compression: Compression,
+}
+
+/// Room kept for the final deflate block and the gzip trailer.
+const GZIP_TAIL: u64 = 64;
+
+enum Sink {
+    Gzip(GzEncoder<Vec<u8>>),
+    Plain(Vec<u8>),
+}
+
+/// Packs serialized events into one body.
+pub struct BatchBuilder {
+    limits: BatchLimits,
+    sink: Sink,
+    events: usize,
+    bytes: u64,
+    /// Uncompressed bytes written since the compressed size was last exact.
+    unflushed: u64,
+}
+
+/// A finished request body.
+#[derive(Debug)]
+pub struct Batch {
+    /// Bytes to send (gzip when the output compresses).
+    pub body: Vec<u8>,
+    /// Events in it.
+    pub events: usize,
+    /// Uncompressed size.
+    pub uncompressed_bytes: u64,
+}
+
+impl BatchBuilder {
+    /// An empty batch.
+    pub fn new(limits: BatchLimits) -> BatchBuilder {
+        let sink = match limits.compression {
+            Compression::Gzip => {
+                Sink::Gzip(GzEncoder::new(Vec::new(), flate2::Compression::fast()))
+            }
+            Compression::None => Sink::Plain(Vec::new()),
+        };
+        BatchBuilder {
+            limits,
+            sink,
+            events: 0,
+            bytes: 0,
+            unflushed: 0,
+        }
+    }
+
+    /// Events so far.
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    /// Whether no event was added.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    fn wire_len(&self) -> u64 {
+        match &self.sink {
+            Sink::Gzip(e) => e.get_ref().len() as u64,
+            Sink::Plain(v) => v.len() as u64,
+        }
+    }
+
+    /// Whether an event of `len` serialized bytes still fits. An empty batch
+    /// takes any event: one over the caps travels alone and the receiver decides.
+    pub fn fits(&mut self, len: usize) -> bool {
+        if self.events == 0 {
+            return true;
+        }
+        let len = len as u64;
+        if self.events >= self.limits.max_events || self.bytes + len > self.limits.max_bytes {
+            return false;
+        }
+        let worst = |b: &BatchBuilder| b.wire_len() + b.unflushed + len + GZIP_TAIL;
+        if worst(self) <= self.limits.max_compressed_bytes {
+            return true;
+        }
+        // Near the cap: learn the exact compressed size before saying no.
+        if let Sink::Gzip(e) = &mut self.sink {
+            if e.flush().is_ok() {
+                self.unflushed = 0;
+            }
+        }
+        worst(self) <= self.limits.max_compressed_bytes
+    }
+
+    /// Adds one serialized event (call [`BatchBuilder::fits`] first).
+    pub fn push(&mut self, event: &[u8]) {
+        // Writing into a Vec cannot fail.
+        let _ = match &mut self.sink {
+            Sink::Gzip(e) => e.write_all(event),
+            Sink::Plain(v) => v.write_all(event),
+        };
+        self.events += 1;
+        self.bytes += event.len() as u64;
+        self.unflushed += event.len() as u64;
+    }
+
+    /// The finished body.
+    pub fn finish(self) -> Batch {
+        let body = match self.sink {
+            Sink::Gzip(e) => e.finish().unwrap_or_default(),
+            Sink::Plain(v) => v,
+        };
+        Batch {
+            body,
+            events: self.events,
+            uncompressed_bytes: self.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn limits(
+        max_events: usize,
+        max_bytes: u64,
+        max_compressed_bytes: u64,
+        compression: Compression,
+    ) -> BatchLimits {
+        BatchLimits {
+            max_events,
+            max_bytes,
+            max_compressed_bytes,
+            compression,
+        }
+    }
+
+    /// Pseudo-random hex so gzip cannot shrink it much.
+    fn event(i: u64) -> Vec<u8> {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut s = String::from("{\"event\":\"");
+        for _ in 0..40 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(&format!("{:x}", x & 0xf));
+        }
+        s.push_str("\"}\n");
+        s.into_bytes()
+    }
+
+    fn pack(l: BatchLimits, n: u64) -> Vec<Batch> {
+        let mut out = Vec::new();
+        let mut b = BatchBuilder::new(l);
+        for i in 0..n {
+            let e = event(i);
+            if !b.fits(e.len()) {
+                out.push(std::mem::replace(&mut b, BatchBuilder::new(l)).finish());
+            }
+            b.push(&e);
+        }
+        out.push(b.finish());
+        out
+    }
+
+    #[test]
+    fn caps_on_events_and_bytes() {
+        let batches = pack(limits(10, 1 << 20, 1 << 20, Compression::None), 25);
+        assert_eq!(
+            batches.iter().map(|b| b.events).collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
+        let one = event(0).len() as u64;
+        let batches = pack(limits(1000, one * 3, 1 << 20, Compression::None), 7);
+        assert!(batches
+            .iter()
+            .all(|b| b.uncompressed_bytes <= one * 3 && b.events == b.body.len() / one as usize));
+    }
+
+    #[test]
+    fn compressed_cap_holds_and_bodies_are_gzip() {
+        let cap = 4_000;
+        let batches = pack(limits(100_000, 1 << 30, cap, Compression::Gzip), 2_000);
+        assert!(batches.len() > 1);
+        let mut total = 0;
+        for b in &batches {
+            assert!(b.body.len() as u64 <= cap, "{} > {cap}", b.body.len());
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&b.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out.len() as u64, b.uncompressed_bytes);
+            total += b.events;
+        }
+        assert_eq!(total, 2_000);
+    }
+
+    #[test]
+    fn an_oversized_event_travels_alone() {
+        let mut b = BatchBuilder::new(limits(10, 10, 10, Compression::None));
+        assert!(b.fits(100));
+        b.push(&[b'x'; 100]);
+        assert!(!b.fits(1));
+        assert_eq!(b.finish().events, 1);
+    }
+}
