@@ -125,6 +125,9 @@ pub struct Queue {
     db: sled::Db,
     records: sled::Tree,
     index: sled::Tree,
+    /// Per-output delivery markers: `id ‖ output name` for records some
+    /// (not all) outputs have delivered.
+    released: sled::Tree,
     next_id: AtomicU64,
     appended: AtomicU64,
     totals: Mutex<Totals>,
@@ -142,6 +145,12 @@ fn now_ms() -> u64 {
 
 fn key(id: RecordId) -> [u8; 8] {
     id.to_be_bytes()
+}
+
+fn marker_key(id: RecordId, output: &str) -> Vec<u8> {
+    let mut k = key(id).to_vec();
+    k.extend_from_slice(output.as_bytes());
+    k
 }
 
 fn id_of(k: &[u8]) -> Option<RecordId> {
@@ -174,6 +183,7 @@ impl Queue {
         let meta = db.open_tree("meta").map_err(store)?;
         let records = db.open_tree("records").map_err(store)?;
         let index = db.open_tree("index").map_err(store)?;
+        let released = db.open_tree("released").map_err(store)?;
         match meta.get(FORMAT_KEY).map_err(store)? {
             Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
             Some(v) => {
@@ -222,6 +232,7 @@ impl Queue {
             db,
             records,
             index,
+            released,
             next_id: AtomicU64::new(next_id),
             appended: AtomicU64::new(0),
             full: AtomicBool::new(totals.bytes >= limits.max_bytes),
@@ -412,6 +423,85 @@ impl Queue {
         Ok(true)
     }
 
+    /// Marks `id` delivered by `output`; when every output in `outputs` has
+    /// delivered it, the record and its markers are deleted (returns true).
+    pub fn release(
+        &self,
+        id: RecordId,
+        output: &str,
+        outputs: &[&str],
+    ) -> Result<bool, QueueError> {
+        self.released
+            .insert(marker_key(id, output), &[])
+            .map_err(|e| self.store_err(e))?;
+        self.remove_if_released(id, outputs)
+    }
+
+    /// Whether `output` already delivered `id` (so a restart does not send it again).
+    pub fn is_released(&self, id: RecordId, output: &str) -> bool {
+        !self.contains(id)
+            || self
+                .released
+                .contains_key(marker_key(id, output))
+                .unwrap_or(false)
+    }
+
+    fn remove_if_released(&self, id: RecordId, outputs: &[&str]) -> Result<bool, QueueError> {
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        for item in self.released.scan_prefix(key(id)) {
+            let (k, _) = item.map_err(|e| self.store_err(e))?;
+            done.push(k[8..].to_vec());
+        }
+        if !outputs
+            .iter()
+            .all(|o| done.iter().any(|d| d == o.as_bytes()))
+        {
+            return Ok(false);
+        }
+        self.remove(id)?;
+        let mut batch = sled::Batch::default();
+        for name in done {
+            let mut k = key(id).to_vec();
+            k.extend_from_slice(&name);
+            batch.remove(k);
+        }
+        self.released
+            .apply_batch(batch)
+            .map_err(|e| self.store_err(e))?;
+        Ok(true)
+    }
+
+    /// Finishes releases a crash interrupted (all markers written, record not
+    /// yet deleted) and drops markers of records already gone.
+    pub fn sweep_released(&self, outputs: &[&str]) -> Result<u64, QueueError> {
+        let mut ids: Vec<RecordId> = Vec::new();
+        for item in self.released.iter().keys() {
+            let k = item.map_err(|e| self.store_err(e))?;
+            if let Some(id) = id_of(&k[..8.min(k.len())]) {
+                if ids.last() != Some(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        let mut removed = 0;
+        for id in ids {
+            if !self.contains(id) {
+                let stale: Vec<_> = self
+                    .released
+                    .scan_prefix(key(id))
+                    .keys()
+                    .filter_map(Result::ok)
+                    .collect();
+                for k in stale {
+                    self.released.remove(k).map_err(|e| self.store_err(e))?;
+                }
+            } else if self.remove_if_released(id, outputs)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Current totals and the oldest record's age.
     pub fn stats(&self) -> QueueStats {
         let t = *self.lock_totals();
@@ -551,6 +641,38 @@ mod tests {
         assert_eq!(q.ids_from(0).collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!(q.get(2).unwrap().unwrap().body, body);
         assert_eq!(q.append(&meta(1), b"x").unwrap().id, 3);
+    }
+
+    #[tokio::test]
+    async fn records_leave_when_every_output_released_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let outputs = ["splunk", "archive"];
+        {
+            let q = Queue::open(dir.path(), limits()).unwrap();
+            for _ in 0..3 {
+                let p = q.append(&meta(1), b"x").unwrap();
+                q.commit(p).await.unwrap();
+            }
+            assert!(!q.release(0, "archive", &outputs).unwrap());
+            assert!(q.is_released(0, "archive"));
+            assert!(!q.is_released(0, "splunk"));
+            assert!(q.release(0, "splunk", &outputs).unwrap());
+            assert!(!q.contains(0));
+            assert!(q.is_released(0, "splunk"), "gone counts as delivered");
+            // A crash after the last marker but before the delete.
+            q.released.insert(marker_key(1, "splunk"), &[]).unwrap();
+            q.released.insert(marker_key(1, "archive"), &[]).unwrap();
+            q.released.insert(marker_key(2, "archive"), &[]).unwrap();
+            q.flush().unwrap();
+        }
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        assert_eq!(q.sweep_released(&outputs).unwrap(), 1);
+        assert_eq!(q.ids_from(0).collect::<Vec<_>>(), vec![2]);
+        assert!(q.is_released(2, "archive"));
+        assert_eq!(q.released.len(), 1);
+        // An output removed from the config no longer holds records back.
+        assert!(q.release(2, "archive", &["archive"]).unwrap());
+        assert_eq!(q.stats().records, 0);
     }
 
     #[tokio::test]
