@@ -100,6 +100,64 @@ pub struct OutEvent<'a> {
     pub event_id: EventId,
 }
 
+impl OutEvent<'_> {
+    /// Appends the event as one HEC `/event` JSON object and a newline: explicit
+    /// `time`, `host`, `source`, `sourcetype`, `index` (metadata never carries
+    /// over in HEC), the payload, and `fields` with `event_id` added.
+    pub fn write_hec_json(&self, out: &mut Vec<u8>) {
+        // Writing strings and numbers into a Vec cannot fail.
+        let _ = self.write_inner(out);
+        out.push(b'\n');
+    }
+
+    fn write_inner(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"time\":");
+        // Millisecond precision is what Splunk's _time keeps by default; keep µs.
+        let t = (self.time * 1e6).round() / 1e6;
+        serde_json::to_writer(&mut *out, &t)?;
+        out.extend_from_slice(b",\"host\":");
+        serde_json::to_writer(&mut *out, &*self.host)?;
+        for (key, value) in [
+            ("source", &self.source),
+            ("sourcetype", &self.sourcetype),
+            ("index", &self.index),
+        ] {
+            if let Some(v) = value {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                serde_json::to_writer(&mut *out, &**v)?;
+            }
+        }
+        out.extend_from_slice(b",\"event\":");
+        match self.payload {
+            Payload::Line(line) => {
+                serde_json::to_writer(&mut *out, &String::from_utf8_lossy(line))?
+            }
+            Payload::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        }
+        out.extend_from_slice(b",\"fields\":");
+        let id = format!("\"event_id\":\"{}\"}}", self.event_id);
+        match self.fields.map(|f| f.get().trim()) {
+            Some(f) if f.starts_with('{') && f.ends_with('}') => {
+                let inner = f[1..f.len() - 1].trim();
+                out.push(b'{');
+                if !inner.is_empty() {
+                    out.extend_from_slice(inner.as_bytes());
+                    out.push(b',');
+                }
+                out.extend_from_slice(id.as_bytes());
+            }
+            _ => {
+                out.push(b'{');
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 /// An event in a record could not be read back (the record was validated at
 /// ingest, so this means corruption; such events go to dead letters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -313,6 +371,40 @@ mod tests {
         assert_eq!(
             (ev[0].index.as_deref(), &*ev[0].host),
             (Some("forced"), "fh")
+        );
+    }
+
+    #[test]
+    fn hec_json_is_explicit_and_valid() {
+        let body =
+            br#"{"event":{"x":1},"time":1700000001,"fields":{"f":"v"}}{"event":"s","fields":{}}"#;
+        let m = meta(DataEndpoint::Event, body.len());
+        let mut out = Vec::new();
+        for e in R.events(&m, body) {
+            e.unwrap().write_hec_json(&mut out);
+        }
+        let raw = b"caf\xc3\xa9 \"q\"\n";
+        let mr = meta(DataEndpoint::Raw, raw.len());
+        for e in R.events(&mr, raw) {
+            e.unwrap().write_hec_json(&mut out);
+        }
+        let lines: Vec<serde_json::Value> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["time"], serde_json::json!(1700000001.0));
+        assert_eq!(lines[0]["event"], serde_json::json!({"x":1}));
+        assert_eq!(lines[0]["fields"]["f"], "v");
+        assert_eq!(lines[0]["host"], "edge");
+        assert_eq!(lines[0]["index"], "cloudflare");
+        assert_eq!(lines[1]["fields"].as_object().unwrap().len(), 1);
+        assert_eq!(lines[2]["event"], "café \"q\"");
+        assert_eq!(lines[2]["time"], serde_json::json!(1700000000.5));
+        assert_eq!(
+            lines[2]["fields"]["event_id"],
+            EventId::of("café \"q\"".as_bytes()).to_string()
         );
     }
 
