@@ -2,6 +2,7 @@
 
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::{AckMode, Config, ConfigError, Token, TokenConfig};
+use crate::forward::engine::{self as forward, ForwardContext, ForwardSetupError, TokenMeta};
 use crate::hec::TokenSecret;
 use crate::ingest::acks::ClientAcks;
 use crate::ingest::{self, BodyLimits, HecListenerOptions, IngestState, Listener};
@@ -31,6 +32,9 @@ pub enum AppError {
     /// Metrics registration failed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// An output could not start.
+    #[error(transparent)]
+    Output(#[from] ForwardSetupError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -92,6 +96,8 @@ pub struct Running {
     grace: Duration,
     sweeper: tokio::task::JoinHandle<()>,
     admin_addr_file: PathBuf,
+    outputs: Vec<tokio::task::JoinHandle<()>>,
+    stop_outputs: tokio::sync::watch::Sender<bool>,
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -177,6 +183,43 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let qs = queue.stats();
     tracing::info!(path = %queue_path.display(), records = qs.records, events = qs.events, bytes = qs.bytes, "queue open");
 
+    let outputs = config.resolve_outputs()?;
+    let (stop_outputs, stop_rx) = tokio::sync::watch::channel(false);
+    let forward_ctx = ForwardContext {
+        queue: Arc::clone(&queue),
+        metrics: metrics.clone(),
+        outputs: Arc::new(outputs.iter().map(|o| o.name().to_string()).collect()),
+        tokens: Arc::new(
+            tokens
+                .iter()
+                .map(|t| {
+                    let c = &t.config;
+                    let meta = TokenMeta {
+                        index: c.index.clone(),
+                        sourcetype: c.sourcetype.clone(),
+                        source: c.source.clone(),
+                    };
+                    (c.name.clone(), meta)
+                })
+                .collect(),
+        ),
+        hostname: hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "sluice".to_string())
+            .into(),
+    };
+    let mut output_tasks = Vec::new();
+    for o in &outputs {
+        output_tasks.push(forward::spawn(
+            o,
+            forward_ctx.clone(),
+            &config.data_dir,
+            stop_rx.clone(),
+        )?);
+        tracing::info!(output = o.name(), "output started");
+    }
+
     let acks = ClientAcks::new(s.ack_max_per_channel, s.ack_max_total, s.ack_channel_idle);
     let state = Arc::new(IngestState::new(
         tokens,
@@ -250,6 +293,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         grace: s.shutdown_grace,
         sweeper,
         admin_addr_file,
+        outputs: output_tasks,
+        stop_outputs,
     })
 }
 
@@ -285,6 +330,12 @@ impl Running {
         let _ = std::fs::remove_file(&self.admin_addr_file);
         self.sweeper.abort();
         let _ = self.sweeper.await;
+        // Outputs finish requests in flight; unacknowledged batches are sent
+        // again after the restart (their records are still queued).
+        let _ = self.stop_outputs.send(true);
+        for task in self.outputs {
+            let _ = task.await;
+        }
         self.state.queue.flush()?;
         // actix workers report "stopped" before dropping their app state;
         // wait for them so the queue (and sled's lock) is released on return.

@@ -39,6 +39,24 @@ pub struct Metrics {
     pub tls_cert_expiry: IntGaugeVec,
     /// `sluice_build_info{version}`.
     pub build_info: IntGaugeVec,
+    /// `sluice_output_events_total{output,result}`.
+    pub output_events: IntCounterVec,
+    /// `sluice_output_bytes_total{output,form}`.
+    pub output_bytes: IntCounterVec,
+    /// `sluice_output_requests_total{output,indexer,code}`.
+    pub output_requests: IntCounterVec,
+    /// `sluice_output_retries_total{output,indexer}`.
+    pub output_retries: IntCounterVec,
+    /// `sluice_output_pending_acks{output,indexer}`.
+    pub output_pending_acks: IntGaugeVec,
+    /// `sluice_output_ack_latency_seconds{output}`.
+    pub output_ack_latency: HistogramVec,
+    /// `sluice_output_ack_unavailable_total{output}`.
+    pub output_ack_unavailable: IntCounterVec,
+    /// `sluice_output_indexer_up{output,indexer}`.
+    pub output_indexer_up: IntGaugeVec,
+    /// `sluice_output_oldest_undelivered_age_seconds{output}`.
+    pub output_oldest_undelivered: GaugeVec,
 }
 
 /// A metric could not be registered (a programming error, reported at startup).
@@ -127,6 +145,69 @@ impl Metrics {
                 Opts::new("sluice_build_info", "Build information (always 1)"),
                 &["version"],
             )?,
+            output_events: IntCounterVec::new(
+                Opts::new(
+                    "sluice_output_events_total",
+                    "Events by output and result (delivered, resent, dead_lettered)",
+                ),
+                &["output", "result"],
+            )?,
+            output_bytes: IntCounterVec::new(
+                Opts::new(
+                    "sluice_output_bytes_total",
+                    "Request body bytes sent, uncompressed and compressed",
+                ),
+                &["output", "form"],
+            )?,
+            output_requests: IntCounterVec::new(
+                Opts::new(
+                    "sluice_output_requests_total",
+                    "Requests to indexers by HTTP status (or error)",
+                ),
+                &["output", "indexer", "code"],
+            )?,
+            output_retries: IntCounterVec::new(
+                Opts::new(
+                    "sluice_output_retries_total",
+                    "Requests retried after a transient failure",
+                ),
+                &["output", "indexer"],
+            )?,
+            output_pending_acks: IntGaugeVec::new(
+                Opts::new("sluice_output_pending_acks", "Indexer ack ids not yet true"),
+                &["output", "indexer"],
+            )?,
+            output_ack_latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "sluice_output_ack_latency_seconds",
+                    "From send to indexer ack (or to 200 without acks)",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+                ]),
+                &["output"],
+            )?,
+            output_ack_unavailable: IntCounterVec::new(
+                Opts::new(
+                    "sluice_output_ack_unavailable_total",
+                    "200 answers without ackId (token without indexer acks)",
+                ),
+                &["output"],
+            )?,
+            output_indexer_up: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_output_indexer_up",
+                    "1 while an indexer takes requests, 0 while its circuit is open",
+                ),
+                &["output", "indexer"],
+            )?,
+            output_oldest_undelivered: GaugeVec::new(
+                Opts::new(
+                    "sluice_output_oldest_undelivered_age_seconds",
+                    "Age of the oldest record the output has not delivered",
+                ),
+                &["output"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -145,6 +226,15 @@ impl Metrics {
         r.register(Box::new(m.client_acks_pending.clone()))?;
         r.register(Box::new(m.tls_cert_expiry.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
+        r.register(Box::new(m.output_events.clone()))?;
+        r.register(Box::new(m.output_bytes.clone()))?;
+        r.register(Box::new(m.output_requests.clone()))?;
+        r.register(Box::new(m.output_retries.clone()))?;
+        r.register(Box::new(m.output_pending_acks.clone()))?;
+        r.register(Box::new(m.output_ack_latency.clone()))?;
+        r.register(Box::new(m.output_ack_unavailable.clone()))?;
+        r.register(Box::new(m.output_indexer_up.clone()))?;
+        r.register(Box::new(m.output_oldest_undelivered.clone()))?;
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;

@@ -62,6 +62,9 @@ pub struct Config {
     /// The durable queue.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Where queued events go; none means a file archive under the data dir.
+    #[serde(default)]
+    pub outputs: Vec<outputs::OutputConfig>,
 
     /// Logging.
     #[serde(default)]
@@ -282,6 +285,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             tokens: Vec::new(),
             queue: QueueConfig::default(),
+            outputs: Vec::new(),
             log: LogConfig::default(),
         }
     }
@@ -326,6 +330,11 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The outputs with defaults applied (the embedded file archive when none).
+    pub fn resolve_outputs(&self) -> Result<Vec<outputs::Output>, ConfigError> {
+        outputs::resolve_outputs(&self.outputs, &self.data_dir)
     }
 
     /// Where the queue's sled store lives.
@@ -388,6 +397,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "not a level or tracing filter"));
         }
+        outputs::resolve_outputs(&self.outputs, &self.data_dir)?;
         let mut names = HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let key = |k: &str| format!("tokens[{i}].{k}");

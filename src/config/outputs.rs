@@ -1,6 +1,4 @@
 //! `[[outputs]]`: where queued events are delivered (public config keys).
-//! Parsed and validated here; joined to `Config` together with the forwarder
-//! that uses it, so no key is accepted before it does something.
 
 use super::{invalid, ConfigError};
 use crate::hec::TokenSecret;

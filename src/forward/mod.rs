@@ -7,5 +7,8 @@
 
 pub mod acks;
 pub mod batch;
+pub mod engine;
 pub mod event;
 pub mod file;
+pub mod source;
+pub mod splunk;

@@ -9,6 +9,7 @@ pub use record::{BodyEncoding, DataEndpoint, Record, RecordMeta};
 use commit::GroupCommit;
 use record::{id_of_part, part_key, CorruptRecord, Header, IndexEntry, CHUNK_BYTES};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -107,6 +108,23 @@ struct Totals {
     bytes: u64,
 }
 
+/// An event that can never be delivered, kept with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Output that gave up on it.
+    pub output: String,
+    /// Record it came from.
+    pub record: RecordId,
+    /// Its position in the record.
+    pub event_number: u64,
+    /// Why it cannot be delivered (e.g. the indexer's answer).
+    pub reason: String,
+    /// When, ms since the epoch.
+    pub time_ms: u64,
+    /// The event as it would have been sent (HEC JSON).
+    pub event: String,
+}
+
 /// Id of a stored record; ids grow, so sled order is arrival order.
 pub type RecordId = u64;
 
@@ -125,6 +143,12 @@ pub struct Queue {
     db: sled::Db,
     records: sled::Tree,
     index: sled::Tree,
+    /// Dead letters: `seq` → JSON ([`DeadLetter`]).
+    dead: sled::Tree,
+    /// Ids allocated whose insert has not finished: readers stop below them.
+    appending: Mutex<BTreeSet<RecordId>>,
+    /// Woken after every append, so outputs need not poll.
+    appended_notify: tokio::sync::Notify,
     /// Per-output delivery markers: `id ‖ output name` for records some
     /// (not all) outputs have delivered.
     released: sled::Tree,
@@ -184,6 +208,7 @@ impl Queue {
         let records = db.open_tree("records").map_err(store)?;
         let index = db.open_tree("index").map_err(store)?;
         let released = db.open_tree("released").map_err(store)?;
+        let dead = db.open_tree("dead").map_err(store)?;
         match meta.get(FORMAT_KEY).map_err(store)? {
             Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
             Some(v) => {
@@ -233,6 +258,9 @@ impl Queue {
             records,
             index,
             released,
+            dead,
+            appending: Mutex::new(BTreeSet::new()),
+            appended_notify: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(next_id),
             appended: AtomicU64::new(0),
             full: AtomicBool::new(totals.bytes >= limits.max_bytes),
@@ -295,7 +323,27 @@ impl Queue {
 
     /// Stores a record in memory; call [`Queue::commit`] before acknowledging it.
     pub fn append(&self, meta: &RecordMeta, body: &[u8]) -> Result<Pending, QueueError> {
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = {
+            let mut a = self.appending.lock().unwrap_or_else(|e| e.into_inner());
+            let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+            a.insert(id);
+            id
+        };
+        let result = self.write_record(id, meta, body);
+        self.appending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.appended_notify.notify_waiters();
+        result
+    }
+
+    fn write_record(
+        &self,
+        id: RecordId,
+        meta: &RecordMeta,
+        body: &[u8],
+    ) -> Result<Pending, QueueError> {
         let chunks = body.chunks(CHUNK_BYTES);
         let n = u32::try_from(chunks.len()).map_err(|_| QueueError::Corrupt {
             path: self.path.clone(),
@@ -388,9 +436,63 @@ impl Queue {
         }))
     }
 
+    /// Receive time (ms since the epoch) of a queued record.
+    pub fn received_ms(&self, id: RecordId) -> Option<u64> {
+        self.index
+            .get(key(id))
+            .ok()
+            .flatten()
+            .and_then(|v| IndexEntry::decode(&v).ok())
+            .map(|e| e.received_ms)
+    }
+
     /// Whether a record is still queued.
     pub fn contains(&self, id: RecordId) -> bool {
         self.index.contains_key(key(id)).unwrap_or(true)
+    }
+
+    /// Every id below this is either stored whole or gone: readers must not
+    /// look past it, or a slower concurrent append could land behind them.
+    pub fn readable_before(&self) -> RecordId {
+        let a = self.appending.lock().unwrap_or_else(|e| e.into_inner());
+        a.first()
+            .copied()
+            .unwrap_or_else(|| self.next_id.load(Ordering::SeqCst))
+    }
+
+    /// Resolves after the next append (register before checking for data).
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended_notify.notified()
+    }
+
+    /// Stores an event that can never be delivered, with the reason.
+    pub fn dead_letter(&self, letter: &DeadLetter) -> Result<u64, QueueError> {
+        let seq = self.db.generate_id().map_err(|e| self.store_err(e))?;
+        let value = serde_json::to_vec(letter).unwrap_or_default();
+        self.dead
+            .insert(seq.to_be_bytes(), value)
+            .map_err(|e| self.store_err(e))?;
+        Ok(seq)
+    }
+
+    /// Dead letters in order, with their sequence numbers.
+    pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
+        let mut out = Vec::new();
+        for item in self.dead.iter() {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
+            let seq = id_of(&k).unwrap_or(0);
+            let letter = serde_json::from_slice(&v)
+                .map_err(|e| self.corrupt(CorruptRecord(e.to_string())))?;
+            out.push((seq, letter));
+        }
+        Ok(out)
+    }
+
+    /// Number of dead letters of an output.
+    pub fn dead_letter_count(&self, output: &str) -> usize {
+        self.dead_letters()
+            .map(|v| v.iter().filter(|(_, d)| d.output == output).count())
+            .unwrap_or(0)
     }
 
     /// Ids of stored records from `from` on, in arrival order.

@@ -69,10 +69,21 @@ sent=$(echo "$out" | sed -n 's/.*interop: sent=\([0-9]*\) acked=\([0-9]*\) ok.*/
 kill -TERM "$pid"
 wait "$pid" || { echo "interop: sluice did not exit 0 on SIGTERM"; exit 1; }
 pid=""
+# The embedded default output archives every event under <data_dir>/archive;
+# what is not archived yet must still be queued.
 queued=$("$bin" queue stats --config "$work/sluice.toml" --json | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["events"])')
-if [ -z "$sent" ] || [ "$queued" -lt "$sent" ]; then
-  echo "interop: FAILED: client sent ${sent:-?} events, queue holds $queued"
+archived=$("$venv/bin/python" - "$work/data/archive" <<'PY'
+import gzip, os, sys
+n = 0
+for name in os.listdir(sys.argv[1]):
+    with gzip.open(os.path.join(sys.argv[1], name), "rt") as f:
+        n += sum(1 for line in f if line.strip())
+print(n)
+PY
+)
+if [ -z "$sent" ] || [ $((queued + archived)) -lt "$sent" ]; then
+  echo "interop: FAILED: client sent ${sent:-?} events; queue holds $queued, archive $archived"
   exit 1
 fi
-echo "interop: queue holds $queued events (client sent $sent)"
+echo "interop: archive holds $archived events, queue $queued (client sent $sent)"
 echo "interop: 1 passed, 0 failed"

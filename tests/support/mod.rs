@@ -43,6 +43,16 @@ min_free_bytes = 0
 [log]
 level = "warn"
 
+# An indexer nobody listens on: events stay queued (Splunk down), which is
+# what the ingest tests inspect.
+[[outputs]]
+name = "unreachable"
+type = "splunk"
+urls = ["http://127.0.0.1:9"]
+token = "unused"
+retry_initial = "1s"
+retry_max = "5s"
+
 [[tokens]]
 name = "plain"
 token = "{TOKEN}"

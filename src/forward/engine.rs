@@ -1,0 +1,970 @@
+//! The forwarding loop of one output: read records in order, pack events
+//! into batches, send them (concurrently, across indexers), follow indexer
+//! acks, resend what timed out or failed, dead-letter what can never be
+//! delivered, and release each record once all its events are delivered.
+//!
+//! Batches remember only which events they carry (`Segment`s), not their
+//! bytes: a resend rebuilds the body from the queue, which still holds every
+//! record until all outputs released it. Memory therefore does not grow with
+//! the number of batches waiting for acks.
+
+use super::acks::{AckTracker, BatchId, DeliveryLedger};
+use super::batch::{BatchBuilder, BatchLimits};
+use super::event::{Overrides, Resolver, TokenDefaults};
+use super::file::ArchiveWriter;
+use super::source::{load, Loaded, Segment, SourceError};
+use super::splunk::{SendOutcome, SplunkClient};
+use crate::config::outputs::{Compression, Output};
+use crate::hec::ack::AckReply;
+use crate::metrics::Metrics;
+use crate::queue::{DeadLetter, Queue, RecordId};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+/// Shared by every output.
+#[derive(Clone)]
+pub struct ForwardContext {
+    /// The queue.
+    pub queue: Arc<Queue>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Names of all outputs: a record leaves when each released it.
+    pub outputs: Arc<Vec<String>>,
+    /// Token name → its metadata defaults.
+    pub tokens: Arc<HashMap<String, TokenMeta>>,
+    /// This node's hostname (default `host`).
+    pub hostname: Arc<str>,
+}
+
+/// A token's metadata defaults, owned.
+#[derive(Debug, Clone, Default)]
+pub struct TokenMeta {
+    /// `index`.
+    pub index: Option<String>,
+    /// `sourcetype`.
+    pub sourcetype: Option<String>,
+    /// `source`.
+    pub source: Option<String>,
+}
+
+enum Sink {
+    File(Arc<Mutex<ArchiveWriter>>),
+    Splunk(Arc<SplunkClient>),
+}
+
+struct Settings {
+    name: String,
+    limits: BatchLimits,
+    overrides: [Option<String>; 4],
+    concurrency: usize,
+    linger: Duration,
+    ack_poll_interval: Duration,
+    ack_timeout: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+    dead_letter_after: Option<Duration>,
+}
+
+struct BatchState {
+    segments: Vec<Segment>,
+    events: u64,
+    first_sent: Option<Instant>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct IndexerState {
+    failures: u32,
+    down_until: Option<Instant>,
+}
+
+enum Event {
+    Sent {
+        batch: BatchId,
+        indexer: usize,
+        outcome: SendOutcome,
+        code: String,
+    },
+    Polled {
+        indexer: usize,
+        reply: Result<AckReply, String>,
+    },
+}
+
+/// The loop's state.
+struct Engine {
+    s: Settings,
+    ctx: ForwardContext,
+    sink: Sink,
+    next: (RecordId, u64),
+    current: Option<Loaded>,
+    ledger: DeliveryLedger,
+    batches: HashMap<BatchId, BatchState>,
+    next_batch: BatchId,
+    resend: VecDeque<BatchId>,
+    tracker: AckTracker,
+    inflight: usize,
+    polling: Vec<bool>,
+    indexers: Vec<IndexerState>,
+    rr: usize,
+    paused_until: Option<Instant>,
+    warned_no_ack: bool,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Jittered exponential backoff.
+fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let exp = initial.saturating_mul(1u32 << failures.min(16));
+    let base = exp.min(max);
+    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+    base.mul_f64(jitter).min(max)
+}
+
+/// Starts the loop of one output; it ends when `shutdown` turns true.
+pub fn spawn(
+    output: &Output,
+    ctx: ForwardContext,
+    data_dir: &std::path::Path,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ForwardSetupError> {
+    let (sink, s) = match output {
+        Output::File(f) => {
+            let w = ArchiveWriter::open(&f.path, f.rotate_bytes, f.rotate_interval, f.compression)
+                .map_err(|e| ForwardSetupError(e.to_string()))?;
+            let s = Settings {
+                name: f.name.clone(),
+                limits: BatchLimits {
+                    max_events: 10_000,
+                    max_bytes: 8 << 20,
+                    max_compressed_bytes: u64::MAX,
+                    compression: Compression::None,
+                },
+                overrides: [None, None, None, None],
+                concurrency: 1,
+                linger: Duration::from_millis(200),
+                ack_poll_interval: Duration::from_secs(3600),
+                ack_timeout: Duration::from_secs(3600),
+                retry_initial: Duration::from_millis(500),
+                retry_max: Duration::from_secs(30),
+                dead_letter_after: None,
+            };
+            (Sink::File(Arc::new(Mutex::new(w))), s)
+        }
+        Output::Splunk(o) => {
+            let client =
+                SplunkClient::new(o, data_dir).map_err(|e| ForwardSetupError(e.to_string()))?;
+            let s = Settings {
+                name: o.name.clone(),
+                limits: BatchLimits {
+                    max_events: o.max_events,
+                    max_bytes: o.max_bytes,
+                    max_compressed_bytes: o.max_compressed_bytes,
+                    compression: o.compression,
+                },
+                overrides: [
+                    o.index.clone(),
+                    o.sourcetype.clone(),
+                    o.source.clone(),
+                    o.host.clone(),
+                ],
+                concurrency: o.concurrency,
+                linger: o.linger,
+                ack_poll_interval: o.ack_poll_interval,
+                ack_timeout: o.ack_timeout,
+                retry_initial: o.retry_initial,
+                retry_max: o.retry_max,
+                dead_letter_after: o.dead_letter_after,
+            };
+            (Sink::Splunk(Arc::new(client)), s)
+        }
+    };
+    let indexers = match &sink {
+        Sink::File(_) => 1,
+        Sink::Splunk(c) => c.indexers.len(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = Engine {
+        s,
+        ctx,
+        sink,
+        next: (0, 0),
+        current: None,
+        ledger: DeliveryLedger::new(),
+        batches: HashMap::new(),
+        next_batch: 0,
+        resend: VecDeque::new(),
+        tracker: AckTracker::new(),
+        inflight: 0,
+        polling: vec![false; indexers],
+        indexers: vec![IndexerState::default(); indexers],
+        rr: 0,
+        paused_until: None,
+        warned_no_ack: false,
+        tx,
+    };
+    let outputs: Vec<&str> = engine.ctx.outputs.iter().map(String::as_str).collect();
+    if let Err(e) = engine.ctx.queue.sweep_released(&outputs) {
+        tracing::warn!(output = %engine.s.name, error = %e, "could not finish earlier releases");
+    }
+    engine.set_indexer_gauges();
+    Ok(tokio::spawn(async move { engine.run(rx, shutdown).await }))
+}
+
+/// An output could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ForwardSetupError(pub String);
+
+impl Engine {
+    fn label(&self, indexer: usize) -> String {
+        match &self.sink {
+            Sink::File(_) => "file".to_string(),
+            Sink::Splunk(c) => c.indexers[indexer].url.clone(),
+        }
+    }
+
+    fn set_indexer_gauges(&self) {
+        let now = Instant::now();
+        for (i, st) in self.indexers.iter().enumerate() {
+            let up = st.down_until.is_none_or(|t| t <= now);
+            self.ctx
+                .metrics
+                .output_indexer_up
+                .with_label_values(&[&self.s.name, &self.label(i)])
+                .set(i64::from(up));
+            self.ctx
+                .metrics
+                .output_pending_acks
+                .with_label_values(&[&self.s.name, &self.label(i)])
+                .set(self.tracker.pending(i) as i64);
+        }
+    }
+
+    fn max_inflight(&self) -> usize {
+        self.s.concurrency * self.indexers.len()
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Event>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut poll = tokio::time::interval(self.s.ack_poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let queue = Arc::clone(&self.ctx.queue);
+            let appended = queue.appended();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let wait = self.fill().await;
+            self.update_oldest();
+            tokio::select! {
+                Some(ev) = rx.recv() => self.handle(ev),
+                _ = poll.tick() => self.poll_acks(),
+                _ = &mut appended => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Let requests in flight finish so their answers are not wasted.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.inflight > 0 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(ev)) => self.handle(ev),
+                _ => break,
+            }
+        }
+        if let Sink::File(w) = &self.sink {
+            if let Err(e) = w.lock().unwrap_or_else(|e| e.into_inner()).close() {
+                tracing::error!(output = %self.s.name, error = %e, "closing the archive file");
+            }
+        }
+        tracing::info!(output = %self.s.name, "output stopped");
+    }
+
+    /// Starts as many sends as allowed; returns how long to sleep if idle.
+    async fn fill(&mut self) -> Duration {
+        let idle = self.s.ack_poll_interval.min(Duration::from_secs(1));
+        if let Some(t) = self.paused_until {
+            let now = Instant::now();
+            if t > now {
+                return t - now;
+            }
+            self.paused_until = None;
+        }
+        while self.inflight < self.max_inflight() {
+            let Some(indexer) = self.pick_indexer() else {
+                return self.next_indexer_wait();
+            };
+            let batch = match self.resend.pop_front() {
+                Some(b) => b,
+                None => match self
+                    .linger_wait()
+                    .map_or_else(|| self.new_batch(), |_| Ok(None))
+                {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return self.linger_wait().unwrap_or(idle),
+                    Err(e) => {
+                        tracing::error!(output = %self.s.name, error = %e, "reading the queue");
+                        return self.s.retry_initial;
+                    }
+                },
+            };
+            match self.body(batch) {
+                Ok(Some(body)) => self.start_send(batch, indexer, body),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(output = %self.s.name, error = %e, "rebuilding a batch");
+                    self.resend.push_front(batch);
+                    return self.s.retry_initial;
+                }
+            }
+        }
+        idle
+    }
+
+    /// Small requests wait up to `linger` so they travel in fewer batches.
+    fn linger_wait(&self) -> Option<Duration> {
+        if self.current.is_some() {
+            return None;
+        }
+        let limit = self.ctx.queue.readable_before();
+        let id = self
+            .ctx
+            .queue
+            .ids_from(self.next.0)
+            .next()
+            .filter(|i| *i < limit)?;
+        let age = Duration::from_millis(now_ms().saturating_sub(self.ctx.queue.received_ms(id)?));
+        self.s.linger.checked_sub(age).filter(|w| !w.is_zero())
+    }
+
+    fn pick_indexer(&mut self) -> Option<usize> {
+        let now = Instant::now();
+        let n = self.indexers.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            if self.indexers[i].down_until.is_none_or(|t| t <= now) {
+                self.rr = (i + 1) % n;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn next_indexer_wait(&self) -> Duration {
+        let now = Instant::now();
+        self.indexers
+            .iter()
+            .filter_map(|s| s.down_until)
+            .map(|t| t.saturating_duration_since(now))
+            .min()
+            .unwrap_or(self.s.retry_initial)
+    }
+
+    fn resolver_for<'a>(&'a self, token: &str) -> Resolver<'a> {
+        let t = self.ctx.tokens.get(token);
+        let [index, sourcetype, source, host] = &self.s.overrides;
+        Resolver {
+            overrides: Overrides {
+                index: index.as_deref(),
+                sourcetype: sourcetype.as_deref(),
+                source: source.as_deref(),
+                host: host.as_deref(),
+            },
+            token: TokenDefaults {
+                index: t.and_then(|t| t.index.as_deref()),
+                sourcetype: t.and_then(|t| t.sourcetype.as_deref()),
+                source: t.and_then(|t| t.source.as_deref()),
+            },
+            hostname: &self.ctx.hostname,
+        }
+    }
+
+    /// Packs the next events from the queue into a new batch.
+    fn new_batch(&mut self) -> Result<Option<BatchId>, SourceError> {
+        let limit = self.ctx.queue.readable_before();
+        let mut builder = BatchBuilder::new(self.s.limits);
+        let mut segments: Vec<Segment> = Vec::new();
+        'records: loop {
+            if self.current.as_ref().is_none_or(|c| c.id != self.next.0) {
+                self.current = None;
+                let Some(id) = self
+                    .ctx
+                    .queue
+                    .ids_from(self.next.0)
+                    .next()
+                    .filter(|id| *id < limit)
+                else {
+                    break;
+                };
+                self.next = (id, if id == self.next.0 { self.next.1 } else { 0 });
+                if self.ctx.queue.is_released(id, &self.s.name) {
+                    self.next = (id + 1, 0);
+                    continue;
+                }
+                let Some(loaded) = load(&self.ctx.queue, id)? else {
+                    self.next = (id + 1, 0);
+                    continue;
+                };
+                self.ledger.track(id, loaded.meta.events);
+                self.current = Some(loaded);
+            }
+            let Some(current) = self.current.take() else {
+                break;
+            };
+            let id = current.id;
+            let resolver = self.resolver_for(&current.meta.token);
+            let mut position = self.next.1;
+            let mut full = false;
+            let mut bad = Vec::new();
+            for event in current.each_event(&resolver, position) {
+                match event {
+                    Ok(bytes) => {
+                        if !builder.fits(bytes.len()) {
+                            full = true;
+                            break;
+                        }
+                        builder.push(&bytes);
+                        match segments.last_mut() {
+                            Some(s) if s.record == id && s.first + s.count == position => {
+                                s.count += 1
+                            }
+                            _ => segments.push(Segment {
+                                record: id,
+                                first: position,
+                                count: 1,
+                            }),
+                        }
+                    }
+                    Err(b) => bad.push((position, b.reason)),
+                }
+                position += 1;
+            }
+            for (number, reason) in bad {
+                self.dead_letter(
+                    id,
+                    number,
+                    format!("cannot read the stored event: {reason}"),
+                    String::new(),
+                );
+            }
+            if full {
+                self.next = (id, position);
+                self.current = Some(current);
+                break 'records;
+            }
+            self.next = (id + 1, 0);
+        }
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let events = segments.iter().map(|s| s.count).sum();
+        let b = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(
+            b,
+            BatchState {
+                segments,
+                events,
+                first_sent: None,
+            },
+        );
+        Ok(Some(b))
+    }
+
+    /// The request body of a batch, rebuilt from the queue.
+    fn body(&mut self, batch: BatchId) -> Result<Option<bytes::Bytes>, SourceError> {
+        let Some(state) = self.batches.get(&batch) else {
+            return Ok(None);
+        };
+        let segments = state.segments.clone();
+        let mut builder = BatchBuilder::new(BatchLimits {
+            max_events: usize::MAX,
+            max_bytes: u64::MAX,
+            max_compressed_bytes: u64::MAX,
+            compression: self.s.limits.compression,
+        });
+        let mut cache: Option<Loaded> = None;
+        let mut line = Vec::new();
+        for seg in &segments {
+            let in_current = self.current.as_ref().is_some_and(|c| c.id == seg.record);
+            if !in_current && cache.as_ref().is_none_or(|l| l.id != seg.record) {
+                cache = load(&self.ctx.queue, seg.record)?;
+            }
+            let source = if in_current {
+                self.current.as_ref()
+            } else {
+                cache.as_ref().filter(|l| l.id == seg.record)
+            };
+            // A record already gone from the queue has nothing left to send.
+            let Some(source) = source else {
+                continue;
+            };
+            let resolver = self.resolver_for(&source.meta.token);
+            line.clear();
+            source.write_events(&resolver, seg.first, seg.count, &mut line);
+            builder.push(&line);
+        }
+        if builder.is_empty() {
+            self.delivered(batch, false);
+            return Ok(None);
+        }
+        let body = builder.finish();
+        let m = &self.ctx.metrics;
+        m.output_bytes
+            .with_label_values(&[&self.s.name, "uncompressed"])
+            .inc_by(body.uncompressed_bytes);
+        m.output_bytes
+            .with_label_values(&[&self.s.name, "compressed"])
+            .inc_by(body.body.len() as u64);
+        Ok(Some(body.body.into()))
+    }
+
+    fn start_send(&mut self, batch: BatchId, indexer: usize, body: bytes::Bytes) {
+        if let Some(st) = self.batches.get_mut(&batch) {
+            st.first_sent.get_or_insert_with(Instant::now);
+        }
+        self.inflight += 1;
+        let tx = self.tx.clone();
+        match &self.sink {
+            Sink::File(w) => {
+                let w = Arc::clone(w);
+                tokio::task::spawn_blocking(move || {
+                    let result = w
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .write_batch(&body);
+                    let (outcome, code) = match result {
+                        Ok(()) => (SendOutcome::Delivered, "ok".to_string()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "archive write failed");
+                            (
+                                SendOutcome::Retry {
+                                    after: None,
+                                    code: "error".into(),
+                                },
+                                "error".to_string(),
+                            )
+                        }
+                    };
+                    let _ = tx.send(Event::Sent {
+                        batch,
+                        indexer,
+                        outcome,
+                        code,
+                    });
+                });
+            }
+            Sink::Splunk(c) => {
+                let c = Arc::clone(c);
+                tokio::spawn(async move {
+                    let (outcome, code) = c.send(indexer, body).await;
+                    let _ = tx.send(Event::Sent {
+                        batch,
+                        indexer,
+                        outcome,
+                        code,
+                    });
+                });
+            }
+        }
+    }
+
+    fn poll_acks(&mut self) {
+        let now = Instant::now();
+        for t in self.tracker.expire(now, self.s.ack_timeout) {
+            if let Some(st) = self.batches.get(&t.batch) {
+                tracing::warn!(output = %self.s.name, indexer = %self.label(t.indexer), events = st.events, "no indexer ack in time; resending (possible duplicates)");
+                self.ctx
+                    .metrics
+                    .output_events
+                    .with_label_values(&[&self.s.name, "resent"])
+                    .inc_by(st.events);
+                self.retry_later(t.batch, false);
+            }
+        }
+        let Sink::Splunk(c) = &self.sink else {
+            return;
+        };
+        for indexer in 0..self.indexers.len() {
+            let ids = self.tracker.to_poll(indexer);
+            if ids.is_empty() || self.polling[indexer] {
+                continue;
+            }
+            self.polling[indexer] = true;
+            let (c, tx) = (Arc::clone(c), self.tx.clone());
+            tokio::spawn(async move {
+                let reply = c.poll_acks(indexer, &ids).await;
+                let _ = tx.send(Event::Polled { indexer, reply });
+            });
+        }
+        self.set_indexer_gauges();
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Polled { indexer, reply } => {
+                self.polling[indexer] = false;
+                match reply {
+                    Ok(reply) => {
+                        for (batch, sent) in self.tracker.acked(indexer, &reply) {
+                            self.ctx
+                                .metrics
+                                .output_ack_latency
+                                .with_label_values(&[&self.s.name])
+                                .observe(sent.elapsed().as_secs_f64());
+                            self.delivered(batch, false);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(output = %self.s.name, indexer = %self.label(indexer), error = %e, "ack poll failed")
+                    }
+                }
+                self.set_indexer_gauges();
+            }
+            Event::Sent {
+                batch,
+                indexer,
+                outcome,
+                code,
+            } => {
+                self.inflight = self.inflight.saturating_sub(1);
+                let label = self.label(indexer);
+                self.ctx
+                    .metrics
+                    .output_requests
+                    .with_label_values(&[&self.s.name, &label, &code])
+                    .inc();
+                self.outcome(batch, indexer, outcome);
+                self.set_indexer_gauges();
+            }
+        }
+    }
+
+    fn outcome(&mut self, batch: BatchId, indexer: usize, outcome: SendOutcome) {
+        let ok = !matches!(
+            outcome,
+            SendOutcome::Retry { .. } | SendOutcome::Unauthorized { .. }
+        );
+        if ok {
+            self.indexers[indexer] = IndexerState::default();
+        }
+        match outcome {
+            SendOutcome::Delivered => self.delivered(batch, true),
+            SendOutcome::AckUnavailable => {
+                if !self.warned_no_ack {
+                    self.warned_no_ack = true;
+                    tracing::warn!(output = %self.s.name, "indexer answered without ackId: the token has no indexer acknowledgements; counting 200 as delivered");
+                }
+                self.ctx
+                    .metrics
+                    .output_ack_unavailable
+                    .with_label_values(&[&self.s.name])
+                    .inc();
+                self.delivered(batch, true);
+            }
+            SendOutcome::AckPending(id) => self.tracker.sent(indexer, id, batch, Instant::now()),
+            SendOutcome::InvalidEvent { number, reason } => {
+                self.invalid_event(batch, number, reason)
+            }
+            SendOutcome::Rejected { status, reason } => self.rejected(batch, status, reason),
+            SendOutcome::Unauthorized { status } => {
+                let wait = self.s.retry_max;
+                tracing::error!(output = %self.s.name, status, pause = ?wait, "indexer refused the token; output paused, still queueing");
+                self.paused_until = Some(Instant::now() + wait.min(Duration::from_secs(30)));
+                self.retry_later(batch, true);
+            }
+            SendOutcome::Retry { after, code } => {
+                let st = &mut self.indexers[indexer];
+                st.failures = st.failures.saturating_add(1);
+                let wait = after
+                    .unwrap_or_else(|| {
+                        backoff(self.s.retry_initial, self.s.retry_max, st.failures - 1)
+                    })
+                    .min(self.s.retry_max.max(after.unwrap_or_default()));
+                st.down_until = Some(Instant::now() + wait);
+                tracing::debug!(output = %self.s.name, indexer = %self.label(indexer), code, ?wait, "transient failure; retrying");
+                self.ctx
+                    .metrics
+                    .output_retries
+                    .with_label_values(&[&self.s.name, &self.label(indexer)])
+                    .inc();
+                self.retry_later(batch, true);
+            }
+        }
+    }
+
+    /// Every event of the batch is delivered: count it and release complete
+    /// records. `observe` records the send-to-delivery latency (acked batches
+    /// record theirs when the ack arrives).
+    fn delivered(&mut self, batch: BatchId, observe: bool) {
+        let Some(st) = self.batches.remove(&batch) else {
+            return;
+        };
+        self.ctx
+            .metrics
+            .output_events
+            .with_label_values(&[&self.s.name, "delivered"])
+            .inc_by(st.events);
+        if let Some(t) = st.first_sent.filter(|_| observe) {
+            self.ctx
+                .metrics
+                .output_ack_latency
+                .with_label_values(&[&self.s.name])
+                .observe(t.elapsed().as_secs_f64());
+        }
+        for seg in st.segments {
+            self.count_delivered(seg.record, seg.count);
+        }
+    }
+
+    fn count_delivered(&mut self, record: RecordId, n: u64) {
+        if self.ledger.delivered(record, n) {
+            let outputs: Vec<&str> = self.ctx.outputs.iter().map(String::as_str).collect();
+            if let Err(e) = self.ctx.queue.release(record, &self.s.name, &outputs) {
+                tracing::error!(output = %self.s.name, record, error = %e, "releasing a delivered record");
+            }
+            if self.current.as_ref().is_some_and(|c| c.id == record) && self.next.0 != record {
+                self.current = None;
+            }
+        }
+    }
+
+    /// Splits the batch's segments at event offset `at` (events of the batch).
+    fn split(segments: &[Segment], at: u64) -> (Vec<Segment>, Vec<Segment>) {
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        let mut seen = 0;
+        for s in segments {
+            if seen + s.count <= at {
+                before.push(*s);
+            } else if seen >= at {
+                after.push(*s);
+            } else {
+                let k = at - seen;
+                before.push(Segment { count: k, ..*s });
+                after.push(Segment {
+                    first: s.first + k,
+                    count: s.count - k,
+                    ..*s
+                });
+            }
+            seen += s.count;
+        }
+        (before, after)
+    }
+
+    /// Queues a batch to be sent again, unless it has been undelivered for
+    /// longer than `dead_letter_after`: then its events become dead letters.
+    fn retry_later(&mut self, batch: BatchId, front: bool) {
+        let expired = match (self.s.dead_letter_after, self.batches.get(&batch)) {
+            (Some(limit), Some(st)) => st.first_sent.is_some_and(|t| t.elapsed() >= limit),
+            _ => false,
+        };
+        if expired {
+            if let Some(st) = self.batches.remove(&batch) {
+                let reason = format!(
+                    "undelivered for longer than dead_letter_after ({:?})",
+                    self.s.dead_letter_after.unwrap_or_default()
+                );
+                for seg in st.segments {
+                    self.dead_letter_segment(seg, &reason);
+                }
+            }
+        } else if front {
+            self.resend.push_front(batch);
+        } else {
+            self.resend.push_back(batch);
+        }
+    }
+
+    fn enqueue_resend(&mut self, segments: Vec<Segment>) {
+        if segments.is_empty() {
+            return;
+        }
+        let events = segments.iter().map(|s| s.count).sum();
+        let b = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(
+            b,
+            BatchState {
+                segments,
+                events,
+                first_sent: None,
+            },
+        );
+        self.resend.push_front(b);
+    }
+
+    /// 400 with `invalid-event-number`: Splunk indexed the events before it.
+    fn invalid_event(&mut self, batch: BatchId, number: u64, reason: String) {
+        let Some(st) = self.batches.remove(&batch) else {
+            return;
+        };
+        if number >= st.events {
+            self.batches.insert(batch, st);
+            return self.rejected(batch, 400, reason);
+        }
+        let (before, rest) = Engine::split(&st.segments, number);
+        let (bad, after) = Engine::split(&rest, 1);
+        let delivered: u64 = before.iter().map(|s| s.count).sum();
+        self.ctx
+            .metrics
+            .output_events
+            .with_label_values(&[&self.s.name, "delivered"])
+            .inc_by(delivered);
+        for s in before {
+            self.count_delivered(s.record, s.count);
+        }
+        for s in bad {
+            self.dead_letter_segment(s, &reason);
+        }
+        self.enqueue_resend(after);
+    }
+
+    /// Refused for content or size: bisect until the bad events stand alone.
+    fn rejected(&mut self, batch: BatchId, status: u16, reason: String) {
+        let Some(st) = self.batches.remove(&batch) else {
+            return;
+        };
+        if st.events <= 1 {
+            for s in st.segments {
+                self.dead_letter_segment(s, &format!("{status} {reason}"));
+            }
+            return;
+        }
+        let (a, b) = Engine::split(&st.segments, st.events / 2);
+        self.enqueue_resend(b);
+        self.enqueue_resend(a);
+    }
+
+    fn dead_letter_segment(&mut self, seg: Segment, reason: &str) {
+        let mut text = Vec::new();
+        if let Ok(Some(l)) = load(&self.ctx.queue, seg.record) {
+            let resolver = self.resolver_for(&l.meta.token);
+            l.write_events(&resolver, seg.first, seg.count, &mut text);
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {
+            self.dead_letter(
+                seg.record,
+                seg.first + k,
+                reason.to_string(),
+                line.to_string(),
+            );
+        }
+    }
+
+    fn dead_letter(&mut self, record: RecordId, number: u64, reason: String, event: String) {
+        let letter = DeadLetter {
+            output: self.s.name.clone(),
+            record,
+            event_number: number,
+            reason,
+            time_ms: now_ms(),
+            event,
+        };
+        match self.ctx.queue.dead_letter(&letter) {
+            Ok(_) => {
+                tracing::warn!(output = %self.s.name, record, event = number, reason = %letter.reason, "event dead-lettered");
+                self.ctx
+                    .metrics
+                    .output_events
+                    .with_label_values(&[&self.s.name, "dead_lettered"])
+                    .inc();
+                self.count_delivered(record, 1);
+            }
+            Err(e) => {
+                tracing::error!(output = %self.s.name, error = %e, "cannot store a dead letter; the record stays queued")
+            }
+        }
+    }
+
+    fn update_oldest(&self) {
+        let id = self.ledger.oldest().or_else(|| {
+            let limit = self.ctx.queue.readable_before();
+            self.ctx
+                .queue
+                .ids_from(self.next.0)
+                .next()
+                .filter(|i| *i < limit)
+        });
+        let age = id
+            .and_then(|i| self.ctx.queue.received_ms(i))
+            .map_or(0.0, |t| now_ms().saturating_sub(t) as f64 / 1000.0);
+        self.ctx
+            .metrics
+            .output_oldest_undelivered
+            .with_label_values(&[&self.s.name])
+            .set(age);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_split_at_event_offsets() {
+        let segs = vec![
+            Segment {
+                record: 1,
+                first: 5,
+                count: 3,
+            },
+            Segment {
+                record: 2,
+                first: 0,
+                count: 2,
+            },
+        ];
+        let (a, b) = Engine::split(&segs, 4);
+        assert_eq!(a.iter().map(|s| s.count).sum::<u64>(), 4);
+        assert_eq!(
+            b,
+            vec![Segment {
+                record: 2,
+                first: 1,
+                count: 1
+            }]
+        );
+        let (a, b) = Engine::split(&segs, 1);
+        assert_eq!(
+            a,
+            vec![Segment {
+                record: 1,
+                first: 5,
+                count: 1
+            }]
+        );
+        assert_eq!(
+            b[0],
+            Segment {
+                record: 1,
+                first: 6,
+                count: 2
+            }
+        );
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap() {
+        let i = Duration::from_millis(100);
+        let m = Duration::from_secs(5);
+        assert!(backoff(i, m, 0) <= Duration::from_millis(125));
+        assert!(backoff(i, m, 10) <= m);
+        assert!(backoff(i, m, 10) >= m.mul_f64(0.75));
+    }
+}

@@ -1,0 +1,454 @@
+//! End to end: ingest → queue → forward to a faithful HEC sink, with faults.
+
+#[path = "support/hec_sink.rs"]
+mod hec_sink;
+mod support;
+
+use hec_sink::*;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The test config with its unreachable output replaced by `outputs`.
+fn config_with_outputs(dir: &Path, outputs: &str) -> String {
+    let base = config_text(dir, "", "");
+    let start = base
+        .find("# An indexer nobody listens on")
+        .expect("harness config has the unreachable output");
+    let end = start
+        + base[start..]
+            .find("retry_max = \"5s\"\n")
+            .expect("end of that output")
+        + 18;
+    format!("{}{}{outputs}", &base[..start], &base[end..])
+}
+
+/// A splunk output to `urls` with fast polls and retries.
+fn splunk_output(urls: &[String], extra: &str) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        r#"
+[[outputs]]
+name = "splunk"
+type = "splunk"
+urls = [{}]
+token = "{SINK_TOKEN}"
+ack_poll_interval = "100ms"
+ack_timeout = "30s"
+retry_initial = "50ms"
+retry_max = "500ms"
+linger = "10ms"
+{extra}
+"#,
+        urls.join(", ")
+    )
+}
+
+async fn start(dir: &Path, outputs: &str) -> TestServer {
+    TestServer::start_text(dir, &config_with_outputs(dir, outputs)).await
+}
+
+/// Posts `lines` to `/raw` as one gzip request (Logpush's shape).
+async fn post_raw(server: &TestServer, client: &reqwest::Client, lines: &[String]) {
+    let body = gzip(format!("{}\n", lines.join("\n")).as_bytes());
+    let resp = client
+        .post(server.url(&format!(
+            "/services/collector/raw?channel={CHANNEL}&sourcetype=cloudflare:network_analytics"
+        )))
+        .header("Authorization", format!("Splunk {TOKEN}"))
+        .header("Content-Encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+fn raw_texts(events: &[IndexedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.event.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn wait_queue_empty(server: &TestServer) {
+    for _ in 0..600 {
+        if server.queue_stats().records == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("queue did not drain: {:?}", server.queue_stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_arrives_once_with_metadata() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        dir.path(),
+        &splunk_output(&[sink.url()], "max_events = 500"),
+    )
+    .await;
+    let lines = sample_lines();
+    let client = server.http2();
+    for chunk in lines.chunks(700) {
+        post_raw(&server, &client, chunk).await;
+    }
+    let resp = client
+        .post(server.url("/services/collector/event"))
+        .header("Authorization", format!("Splunk {INDEXED_TOKEN}"))
+        .body(r#"{"event":{"k":"v"},"time":"1700000000.25","host":"h1","fields":{"f":"x"}}{"event":"second"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let total = lines.len() + 2;
+    assert!(
+        sink.wait_for(WAIT, |s| s.acknowledged().len() >= total)
+            .await
+    );
+    wait_queue_empty(&server).await;
+
+    let acked = sink.acknowledged();
+    assert_eq!(acked.len(), total, "exactly once when nothing fails");
+    let keys = count_by_key(&acked);
+    assert!(keys.values().all(|&n| n == 1), "no duplicates");
+    let got: HashSet<String> = raw_texts(&acked).into_iter().collect();
+    assert!(
+        lines.iter().all(|l| got.contains(l)),
+        "every sample line arrived verbatim"
+    );
+    let raw_one = acked
+        .iter()
+        .find(|e| e.event.as_str() == Some(&lines[0]))
+        .unwrap();
+    assert_eq!(
+        raw_one.sourcetype.as_deref(),
+        Some("cloudflare:network_analytics")
+    );
+    assert!(raw_one.time.is_some() && raw_one.host.is_some());
+    assert_eq!(raw_one.event_id().map(|i| i.len()), Some(32));
+    let obj = acked
+        .iter()
+        .find(|e| e.event == serde_json::json!({"k":"v"}))
+        .unwrap();
+    assert_eq!(
+        (obj.host.as_deref(), obj.time),
+        (Some("h1"), Some(1_700_000_000.25))
+    );
+    assert_eq!(
+        obj.index.as_deref(),
+        Some("cloudflare"),
+        "token default index"
+    );
+    assert_eq!(obj.fields.get("f"), Some(&Value::from("x")));
+    let second = acked.iter().find(|e| e.event == "second").unwrap();
+    assert_eq!(second.host, raw_one.host, "metadata does not carry over");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "sluice_output_events_total{{output=\"splunk\",result=\"delivered\"}} {total}"
+        )),
+        "{metrics}"
+    );
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_down_then_back_loses_nothing() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(300).collect();
+    let client = server.http1();
+    post_raw(&server, &client, &lines[..150]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    post_raw(&server, &client, &lines[150..]).await;
+    assert_eq!(
+        server.queue_stats().events,
+        300,
+        "kept while Splunk is down"
+    );
+    sink.up().await;
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 300).await);
+    wait_queue_empty(&server).await;
+    let got: HashSet<String> = raw_texts(&sink.acknowledged()).into_iter().collect();
+    assert!(lines.iter().all(|l| got.contains(l)));
+    assert!(server
+        .metrics()
+        .await
+        .contains("sluice_output_retries_total{"));
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_indexers_one_down_all_go_to_the_other() {
+    let up = HecSink::start(SinkOptions::default()).await;
+    let down = HecSink::start(SinkOptions::default()).await;
+    down.down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        dir.path(),
+        &splunk_output(&[down.url(), up.url()], "max_events = 50"),
+    )
+    .await;
+    let lines: Vec<String> = sample_lines().into_iter().take(400).collect();
+    let client = server.http2();
+    for chunk in lines.chunks(100) {
+        post_raw(&server, &client, chunk).await;
+    }
+    assert!(up.wait_for(WAIT, |s| s.acknowledged().len() >= 400).await);
+    wait_queue_empty(&server).await;
+    assert!(down.indexed().is_empty());
+    assert_eq!(count_by_key(&up.acknowledged()).len(), 400);
+    server.stop().await;
+    up.stop().await;
+    down.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_acks_are_resent_after_the_timeout() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.faults().acks(AckMode::Lost);
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        splunk_output(&[sink.url()], "").replace("ack_timeout = \"30s\"", "ack_timeout = \"1s\"");
+    let mut server = start(dir.path(), &out).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(50).collect();
+    post_raw(&server, &server.http1(), &lines).await;
+    assert!(sink.wait_for(WAIT, |s| s.indexed().len() >= 50).await);
+    assert_eq!(
+        server.queue_stats().events,
+        50,
+        "not released without an ack"
+    );
+    sink.faults().acks(AckMode::Immediate);
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 50).await);
+    wait_queue_empty(&server).await;
+    assert!(sink.indexed().len() >= 100, "the batch was sent again");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("sluice_output_events_total{output=\"splunk\",result=\"resent\"}"),
+        "{metrics}"
+    );
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_dead_lettered_and_the_rest_delivered_once() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.faults()
+        .poison(|o| o["event"].as_str().is_some_and(|s| s.contains("POISON")));
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let mut lines: Vec<String> = (0..40).map(|i| format!("{{\"n\":{i}}}")).collect();
+    lines[17] = "{\"n\":\"POISON\"}".into();
+    post_raw(&server, &server.http1(), &lines).await;
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 39).await);
+    wait_queue_empty(&server).await;
+    let acked = sink.acknowledged();
+    let keys = count_by_key(&acked);
+    assert_eq!(keys.len(), 39, "{:?}", raw_texts(&acked));
+    assert!(
+        keys.values().all(|&n| n == 1),
+        "events before the poison are not resent"
+    );
+    assert!(raw_texts(&acked).iter().all(|t| !t.contains("POISON")));
+    let dead = server
+        .running
+        .as_ref()
+        .unwrap()
+        .queue()
+        .dead_letters()
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1.event.contains("POISON") && dead[0].1.reason.contains("invalid-event-number")
+    );
+    assert!(server
+        .metrics()
+        .await
+        .contains("result=\"dead_lettered\"} 1"));
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_ack_ids_turn_true_only_after_the_sink_acked() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.faults().acks(AckMode::Lost);
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        splunk_output(&[sink.url()], "").replace("ack_timeout = \"30s\"", "ack_timeout = \"2s\"");
+    let text = config_with_outputs(dir.path(), &out).replace(
+        "name = \"acked\"\ntoken = \"aaaaaaaa-2222-4333-8444-555555555555\"\nack = \"durable\"",
+        "name = \"acked\"\ntoken = \"aaaaaaaa-2222-4333-8444-555555555555\"\nack = \"delivered\"",
+    );
+    assert!(text.contains("ack = \"delivered\""));
+    let mut server = TestServer::start_text(dir.path(), &text).await;
+    let client = server.http1();
+    let resp = client
+        .post(server.url("/services/collector/event"))
+        .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+        .header("X-Splunk-Request-Channel", CHANNEL)
+        .body(r#"{"event":"e2e"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = answer(resp).await;
+    let ack_id = body["ackId"].as_u64().unwrap();
+    let poll = || async {
+        let resp = client
+            .post(server.url("/services/collector/ack"))
+            .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+            .header("X-Splunk-Request-Channel", CHANNEL)
+            .body(format!("{{\"acks\":[{ack_id}]}}"))
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await.1["acks"][ack_id.to_string()]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(sink.wait_for(WAIT, |s| !s.indexed().is_empty()).await);
+    assert!(
+        !poll().await,
+        "indexed but not acked by the sink: not delivered yet"
+    );
+    sink.faults().acks(AckMode::Immediate);
+    let mut delivered = false;
+    for _ in 0..600 {
+        if poll().await {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        delivered,
+        "true once the sink acknowledged (after the resend)"
+    );
+    assert!(!sink.acknowledged().is_empty());
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_file_output_archives_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), "").await;
+    let lines: Vec<String> = sample_lines().into_iter().take(500).collect();
+    post_raw(&server, &server.http2(), &lines).await;
+    wait_queue_empty(&server).await;
+    server.stop().await;
+    let mut archived = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("archive")).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&data[..]), &mut text)
+            .unwrap();
+        archived.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    assert_eq!(archived.len(), 500);
+    let events: HashSet<&str> = archived
+        .iter()
+        .filter_map(|v| v["event"].as_str())
+        .collect();
+    assert!(lines.iter().all(|l| events.contains(l.as_str())));
+    assert!(archived
+        .iter()
+        .all(|v| v["fields"]["event_id"].is_string() && v["time"].is_number()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_pauses_the_output_and_it_resumes() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.faults()
+        .fail_until_cleared(Target::Data, Fault::revoked());
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(20).collect();
+    post_raw(&server, &server.http1(), &lines).await;
+    assert!(
+        sink.wait_for(WAIT, |s| s.count("/services/collector/event", Some(403))
+            >= 1)
+            .await
+    );
+    assert_eq!(
+        server.queue_stats().events,
+        20,
+        "kept while the token is refused"
+    );
+    sink.faults().clear();
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 20).await);
+    wait_queue_empty(&server).await;
+    let metrics = server.metrics().await;
+    assert!(metrics.contains("code=\"403\""), "{metrics}");
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_indexers_are_retried_and_large_batches_split_on_413() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.faults().fail_next(Target::Data, 3, Fault::busy(1));
+    sink.faults().max_body_bytes(Some(20_000));
+    let dir = tempfile::tempdir().unwrap();
+    let out = splunk_output(
+        &[sink.url()],
+        "compression = \"none\"\nmax_compressed_bytes = 100000\nmax_bytes = 100000",
+    );
+    let mut server = start(dir.path(), &out).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(200).collect();
+    post_raw(&server, &server.http2(), &lines).await;
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 200).await);
+    wait_queue_empty(&server).await;
+    assert!(sink.count("/services/collector/event", Some(503)) >= 3);
+    assert!(sink.count("/services/collector/event", Some(413)) >= 1);
+    let keys = count_by_key(&sink.acknowledged());
+    assert_eq!(keys.len(), 200);
+    assert!(keys.values().all(|&n| n == 1));
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_after_gives_up_on_an_unreachable_indexer() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    sink.down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        dir.path(),
+        &splunk_output(&[sink.url()], "dead_letter_after = \"1s\""),
+    )
+    .await;
+    let lines: Vec<String> = sample_lines().into_iter().take(10).collect();
+    post_raw(&server, &server.http1(), &lines).await;
+    wait_queue_empty(&server).await;
+    let dead = server
+        .running
+        .as_ref()
+        .unwrap()
+        .queue()
+        .dead_letters()
+        .unwrap();
+    assert_eq!(dead.len(), 10);
+    assert!(dead
+        .iter()
+        .all(|(_, d)| d.reason.contains("dead_letter_after")));
+    server.stop().await;
+    sink.stop().await;
+}
