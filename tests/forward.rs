@@ -452,3 +452,81 @@ async fn dead_letter_after_gives_up_on_an_unreachable_indexer() {
     server.stop().await;
     sink.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_sample_raw_lines_go_to_splunk_raw_with_their_metadata() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let client = server.http1();
+    let body = "Nov 26 10:00:00 fw1 kernel: DROP src=192.0.2.1\nNov 26 10:00:01 fw1 kernel: DROP src=192.0.2.2\n";
+    let resp = client
+        .post(server.url("/services/collector/raw?sourcetype=syslog&host=fw1&index=net"))
+        .header("Authorization", format!("Splunk {TOKEN}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let samples: Vec<String> = sample_lines().into_iter().take(3).collect();
+    post_raw(&server, &client, &samples).await;
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 5).await);
+    wait_queue_empty(&server).await;
+    let acked = sink.acknowledged();
+    let raw: Vec<&IndexedEvent> = acked
+        .iter()
+        .filter(|e| e.endpoint == Endpoint::Raw)
+        .collect();
+    assert_eq!(raw.len(), 2, "syslog lines use Splunk's /raw");
+    assert!(raw.iter().all(|e| e.sourcetype.as_deref() == Some("syslog")
+        && e.host.as_deref() == Some("fw1")
+        && e.index.as_deref() == Some("net")));
+    assert_eq!(raw[0].raw, "Nov 26 10:00:00 fw1 kernel: DROP src=192.0.2.1");
+    let events = acked
+        .iter()
+        .filter(|e| e.endpoint == Endpoint::Event)
+        .count();
+    assert_eq!(events, 3, "network analytics samples use /event");
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookies_are_sent_back_on_event_and_ack() {
+    let sink = HecSink::start(SinkOptions {
+        sticky_cookie: Some("idx-a".into()),
+        ..SinkOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = splunk_output(&[sink.url()], "max_events = 10\nconcurrency = 1");
+    let mut server = start(dir.path(), &out).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(50).collect();
+    post_raw(&server, &server.http1(), &lines).await;
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 50).await);
+    wait_queue_empty(&server).await;
+    let requests = sink.requests();
+    let event_reqs: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/services/collector/event")
+        .collect();
+    let ack_reqs: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/services/collector/ack")
+        .collect();
+    assert!(event_reqs.len() >= 5 && !ack_reqs.is_empty());
+    assert!(event_reqs[1..]
+        .iter()
+        .all(|r| r.cookie(STICKY_COOKIE) == Some("idx-a")));
+    assert!(ack_reqs
+        .iter()
+        .all(|r| r.cookie(STICKY_COOKIE) == Some("idx-a")));
+    let channels: HashSet<_> = requests.iter().filter_map(|r| r.channel.clone()).collect();
+    assert_eq!(
+        channels.len(),
+        1,
+        "one channel per indexer on every request"
+    );
+    server.stop().await;
+    sink.stop().await;
+}

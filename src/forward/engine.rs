@@ -12,7 +12,7 @@ use super::acks::{AckTracker, BatchId, DeliveryLedger};
 use super::batch::{BatchBuilder, BatchLimits};
 use super::event::{Overrides, Resolver, TokenDefaults};
 use super::file::ArchiveWriter;
-use super::source::{load, Loaded, Segment, SourceError};
+use super::source::{load, Loaded, Route, Segment, SourceError};
 use super::splunk::{SendOutcome, SplunkClient};
 use crate::config::outputs::{Compression, Output};
 use crate::hec::ack::AckReply;
@@ -68,6 +68,7 @@ struct Settings {
 }
 
 struct BatchState {
+    route: Route,
     segments: Vec<Segment>,
     events: u64,
     first_sent: Option<Instant>,
@@ -321,7 +322,9 @@ impl Engine {
                 },
             };
             match self.body(batch) {
-                Ok(Some(body)) => self.start_send(batch, indexer, body),
+                Ok(Some((body, route, query))) => {
+                    self.start_send(batch, indexer, body, route, query)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(output = %self.s.name, error = %e, "rebuilding a batch");
@@ -396,6 +399,7 @@ impl Engine {
         let limit = self.ctx.queue.readable_before();
         let mut builder = BatchBuilder::new(self.s.limits);
         let mut segments: Vec<Segment> = Vec::new();
+        let mut route: Option<Route> = None;
         'records: loop {
             if self.current.as_ref().is_none_or(|c| c.id != self.next.0) {
                 self.current = None;
@@ -428,13 +432,22 @@ impl Engine {
             let mut position = self.next.1;
             let mut full = false;
             let mut bad = Vec::new();
-            for event in current.each_event(&resolver, position) {
+            let allow_raw = matches!(self.sink, Sink::Splunk(_));
+            for event in current.each_event(&resolver, position, allow_raw) {
                 match event {
-                    Ok(bytes) => {
-                        if !builder.fits(bytes.len()) {
+                    Ok((r, bytes)) => {
+                        // One route per request; a /raw request carries one
+                        // record's metadata in its query string.
+                        let other_record =
+                            r == Route::Raw && segments.last().is_some_and(|s| s.record != id);
+                        if route.is_some_and(|b| b != r)
+                            || other_record
+                            || !builder.fits(bytes.len())
+                        {
                             full = true;
                             break;
                         }
+                        route = Some(r);
                         builder.push(&bytes);
                         match segments.last_mut() {
                             Some(s) if s.record == id && s.first + s.count == position => {
@@ -475,6 +488,7 @@ impl Engine {
         self.batches.insert(
             b,
             BatchState {
+                route: route.unwrap_or(Route::Event),
                 segments,
                 events,
                 first_sent: None,
@@ -484,11 +498,16 @@ impl Engine {
     }
 
     /// The request body of a batch, rebuilt from the queue.
-    fn body(&mut self, batch: BatchId) -> Result<Option<bytes::Bytes>, SourceError> {
+    fn body(
+        &mut self,
+        batch: BatchId,
+    ) -> Result<Option<(bytes::Bytes, Route, Option<String>)>, SourceError> {
         let Some(state) = self.batches.get(&batch) else {
             return Ok(None);
         };
         let segments = state.segments.clone();
+        let route = state.route;
+        let mut query = None;
         let mut builder = BatchBuilder::new(BatchLimits {
             max_events: usize::MAX,
             max_bytes: u64::MAX,
@@ -513,7 +532,8 @@ impl Engine {
             };
             let resolver = self.resolver_for(&source.meta.token);
             line.clear();
-            source.write_events(&resolver, seg.first, seg.count, &mut line);
+            let (q, _) = source.write_events(&resolver, seg.first, seg.count, route, &mut line);
+            query = query.or(q);
             builder.push(&line);
         }
         if builder.is_empty() {
@@ -528,10 +548,17 @@ impl Engine {
         m.output_bytes
             .with_label_values(&[&self.s.name, "compressed"])
             .inc_by(body.body.len() as u64);
-        Ok(Some(body.body.into()))
+        Ok(Some((body.body.into(), route, query)))
     }
 
-    fn start_send(&mut self, batch: BatchId, indexer: usize, body: bytes::Bytes) {
+    fn start_send(
+        &mut self,
+        batch: BatchId,
+        indexer: usize,
+        body: bytes::Bytes,
+        route: Route,
+        query: Option<String>,
+    ) {
         if let Some(st) = self.batches.get_mut(&batch) {
             st.first_sent.get_or_insert_with(Instant::now);
         }
@@ -569,7 +596,7 @@ impl Engine {
             Sink::Splunk(c) => {
                 let c = Arc::clone(c);
                 tokio::spawn(async move {
-                    let (outcome, code) = c.send(indexer, body).await;
+                    let (outcome, code) = c.send(indexer, body, route, query.as_deref()).await;
                     let _ = tx.send(Event::Sent {
                         batch,
                         indexer,
@@ -789,7 +816,7 @@ impl Engine {
         }
     }
 
-    fn enqueue_resend(&mut self, segments: Vec<Segment>) {
+    fn enqueue_resend(&mut self, route: Route, segments: Vec<Segment>) {
         if segments.is_empty() {
             return;
         }
@@ -799,6 +826,7 @@ impl Engine {
         self.batches.insert(
             b,
             BatchState {
+                route,
                 segments,
                 events,
                 first_sent: None,
@@ -830,7 +858,7 @@ impl Engine {
         for s in bad {
             self.dead_letter_segment(s, &reason);
         }
-        self.enqueue_resend(after);
+        self.enqueue_resend(st.route, after);
     }
 
     /// Refused for content or size: bisect until the bad events stand alone.
@@ -845,15 +873,15 @@ impl Engine {
             return;
         }
         let (a, b) = Engine::split(&st.segments, st.events / 2);
-        self.enqueue_resend(b);
-        self.enqueue_resend(a);
+        self.enqueue_resend(st.route, b);
+        self.enqueue_resend(st.route, a);
     }
 
     fn dead_letter_segment(&mut self, seg: Segment, reason: &str) {
         let mut text = Vec::new();
         if let Ok(Some(l)) = load(&self.ctx.queue, seg.record) {
             let resolver = self.resolver_for(&l.meta.token);
-            l.write_events(&resolver, seg.first, seg.count, &mut text);
+            l.write_events(&resolver, seg.first, seg.count, Route::Event, &mut text);
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {

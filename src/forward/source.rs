@@ -1,7 +1,7 @@
 //! Reading queued records back for an output: decode the stored body (only
 //! the accepted prefix) and serialize runs of its events as HEC JSON.
 
-use super::event::{BadEvent, Resolver};
+use super::event::{BadEvent, OutEvent, Payload, Resolver};
 use crate::queue::{BodyEncoding, Queue, QueueError, Record, RecordId, RecordMeta};
 use std::io::Read;
 
@@ -75,45 +75,165 @@ pub fn load(queue: &Queue, id: RecordId) -> Result<Option<Loaded>, SourceError> 
     }))
 }
 
+/// Which Splunk endpoint an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/services/collector/event`, as HEC JSON with explicit metadata.
+    Event,
+    /// `/services/collector/raw`, as the line received, so Splunk's own line
+    /// breaking and timestamp rules apply (non-sample `/raw` data).
+    Raw,
+}
+
+/// Sourcetype of Cloudflare's network analytics samples.
+pub const NAL_SOURCETYPE: &str = "cloudflare:network_analytics";
+
+/// `/raw` lines go to Splunk's `/raw` unless they are network analytics
+/// samples (that sourcetype and a JSON object), which travel as `/event`.
+pub fn route_of(e: &OutEvent<'_>) -> Route {
+    match e.payload {
+        Payload::Json(_) => Route::Event,
+        Payload::Line(line) => {
+            let t = line.trim_ascii();
+            let object = t.first() == Some(&b'{') && t.last() == Some(&b'}');
+            if object && e.sourcetype.as_deref() == Some(NAL_SOURCETYPE) {
+                Route::Event
+            } else {
+                Route::Raw
+            }
+        }
+    }
+}
+
+/// Appends an event in its route's wire form.
+pub fn write_routed(e: &OutEvent<'_>, route: Route, out: &mut Vec<u8>) {
+    match (route, e.payload) {
+        (Route::Raw, Payload::Line(line)) => {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        _ => e.write_hec_json(out),
+    }
+}
+
+/// The `/raw` query string carrying an event's metadata.
+pub fn raw_query(e: &OutEvent<'_>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("host", &e.host);
+    for (k, v) in [
+        ("source", &e.source),
+        ("sourcetype", &e.sourcetype),
+        ("index", &e.index),
+    ] {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    q.finish()
+}
+
 impl Loaded {
-    /// Serializes events `first..first+count` as HEC JSON lines into `out`;
-    /// returns the ones that cannot be read (for dead letters).
+    /// Serializes events `first..first+count` in `route`'s wire form into
+    /// `out`; returns the `/raw` query of the first event, and the events
+    /// that cannot be read (for dead letters).
     pub fn write_events(
         &self,
         resolver: &Resolver<'_>,
         first: u64,
         count: u64,
+        route: Route,
         out: &mut Vec<u8>,
-    ) -> Vec<BadEvent> {
+    ) -> (Option<String>, Vec<BadEvent>) {
         let mut bad = Vec::new();
+        let mut query = None;
         for e in resolver
             .events(&self.meta, &self.decoded)
             .skip(first as usize)
             .take(count as usize)
         {
             match e {
-                Ok(e) => e.write_hec_json(out),
+                Ok(e) => {
+                    if query.is_none() && route == Route::Raw {
+                        query = Some(raw_query(&e));
+                    }
+                    write_routed(&e, route, out);
+                }
                 Err(b) => bad.push(b),
             }
         }
-        bad
+        (query, bad)
     }
 
-    /// Each event's serialized HEC JSON, from event `first` on (for batching).
+    /// Each event from `first` on: its route and wire bytes (for batching).
+    /// Without `allow_raw` (the file output) every event is HEC JSON.
     pub fn each_event<'s>(
         &'s self,
         resolver: &'s Resolver<'s>,
         first: u64,
-    ) -> impl Iterator<Item = Result<Vec<u8>, BadEvent>> + 's {
+        allow_raw: bool,
+    ) -> impl Iterator<Item = Result<(Route, Vec<u8>), BadEvent>> + 's {
         resolver
             .events(&self.meta, &self.decoded)
             .skip(first as usize)
-            .map(|e| {
+            .map(move |e| {
                 e.map(|e| {
+                    let route = if allow_raw {
+                        route_of(&e)
+                    } else {
+                        Route::Event
+                    };
                     let mut v = Vec::with_capacity(512);
-                    e.write_hec_json(&mut v);
-                    v
+                    write_routed(&e, route, &mut v);
+                    (route, v)
                 })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::event::{Overrides, TokenDefaults};
+    use crate::queue::{BodyEncoding, DataEndpoint};
+
+    #[test]
+    fn samples_go_to_event_and_other_lines_to_raw() {
+        let body = b"{\"MitigationSystem\":\"dosd\"}\nplain text line\n";
+        let meta = RecordMeta {
+            endpoint: DataEndpoint::Raw,
+            token: "t".into(),
+            channel: None,
+            sourcetype: Some(NAL_SOURCETYPE.into()),
+            source: None,
+            host: Some("edge one".into()),
+            index: Some("cf".into()),
+            received_ms: 0,
+            events: 2,
+            encoding: BodyEncoding::Identity,
+            decoded_bytes: body.len() as u64,
+        };
+        let l = Loaded {
+            id: 0,
+            meta,
+            decoded: body.to_vec(),
+        };
+        let r = Resolver {
+            overrides: Overrides::default(),
+            token: TokenDefaults::default(),
+            hostname: "n",
+        };
+        let routes: Vec<Route> = l.each_event(&r, 0, true).map(|e| e.unwrap().0).collect();
+        assert_eq!(routes, vec![Route::Event, Route::Raw]);
+        assert!(l
+            .each_event(&r, 0, false)
+            .all(|e| e.unwrap().0 == Route::Event));
+        let mut out = Vec::new();
+        let (q, bad) = l.write_events(&r, 1, 1, Route::Raw, &mut out);
+        assert!(bad.is_empty());
+        assert_eq!(out, b"plain text line\n");
+        assert_eq!(
+            q.as_deref(),
+            Some("host=edge+one&sourcetype=cloudflare%3Anetwork_analytics&index=cf")
+        );
     }
 }

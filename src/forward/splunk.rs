@@ -3,6 +3,7 @@
 //! `/ack`), a persisted channel GUID per indexer, and Splunk's answers
 //! classified for the forwarding loop.
 
+use super::source::Route;
 use crate::config::outputs::SplunkOutput;
 use crate::hec::ack::AckReply;
 use crate::hec::Channel;
@@ -202,9 +203,21 @@ impl SplunkClient {
             .header("X-Splunk-Request-Channel", ix.channel.to_string())
     }
 
-    /// Sends one `/services/collector/event` batch body.
-    pub async fn send(&self, indexer: usize, body: bytes::Bytes) -> (SendOutcome, String) {
-        let mut req = self.post(indexer, "/services/collector/event").body(body);
+    /// Sends one batch body: HEC JSON to `/event`, or lines to `/raw` with
+    /// their metadata as query parameters.
+    pub async fn send(
+        &self,
+        indexer: usize,
+        body: bytes::Bytes,
+        route: Route,
+        query: Option<&str>,
+    ) -> (SendOutcome, String) {
+        let path = match (route, query) {
+            (Route::Event, _) => "/services/collector/event".to_string(),
+            (Route::Raw, Some(q)) if !q.is_empty() => format!("/services/collector/raw?{q}"),
+            (Route::Raw, _) => "/services/collector/raw".to_string(),
+        };
+        let mut req = self.post(indexer, &path).body(body);
         if self.gzip {
             req = req.header("Content-Encoding", "gzip");
         }
