@@ -78,6 +78,8 @@ struct BatchState {
 struct IndexerState {
     failures: u32,
     down_until: Option<Instant>,
+    /// A `/services/collector/health` probe is out: the circuit is half open.
+    probing: bool,
 }
 
 enum Event {
@@ -90,6 +92,10 @@ enum Event {
     Polled {
         indexer: usize,
         reply: Result<AckReply, String>,
+    },
+    Health {
+        indexer: usize,
+        healthy: bool,
     },
 }
 
@@ -271,7 +277,10 @@ impl Engine {
             self.update_oldest();
             tokio::select! {
                 Some(ev) = rx.recv() => self.handle(ev),
-                _ = poll.tick() => self.poll_acks(),
+                _ = poll.tick() => {
+                    self.poll_acks();
+                    self.expire_waiting();
+                }
                 _ = &mut appended => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
@@ -352,23 +361,46 @@ impl Engine {
         self.s.linger.checked_sub(age).filter(|w| !w.is_zero())
     }
 
+    /// Round robin over indexers whose circuit is closed. One whose backoff
+    /// ran out is probed with `/services/collector/health` before it gets
+    /// batches again.
     fn pick_indexer(&mut self) -> Option<usize> {
         let now = Instant::now();
         let n = self.indexers.len();
         for k in 0..n {
             let i = (self.rr + k) % n;
-            if self.indexers[i].down_until.is_none_or(|t| t <= now) {
-                self.rr = (i + 1) % n;
-                return Some(i);
+            let st = self.indexers[i];
+            match st.down_until {
+                None => {
+                    self.rr = (i + 1) % n;
+                    return Some(i);
+                }
+                Some(t) if t <= now && !st.probing => self.probe(i),
+                _ => {}
             }
         }
         None
+    }
+
+    fn probe(&mut self, indexer: usize) {
+        let Sink::Splunk(c) = &self.sink else {
+            // The file output has no health endpoint: just try again.
+            self.indexers[indexer].down_until = None;
+            return;
+        };
+        self.indexers[indexer].probing = true;
+        let (c, tx) = (Arc::clone(c), self.tx.clone());
+        tokio::spawn(async move {
+            let healthy = c.healthy(indexer).await;
+            let _ = tx.send(Event::Health { indexer, healthy });
+        });
     }
 
     fn next_indexer_wait(&self) -> Duration {
         let now = Instant::now();
         self.indexers
             .iter()
+            .filter(|s| !s.probing)
             .filter_map(|s| s.down_until)
             .map(|t| t.saturating_duration_since(now))
             .min()
@@ -641,6 +673,21 @@ impl Engine {
 
     fn handle(&mut self, ev: Event) {
         match ev {
+            Event::Health { indexer, healthy } => {
+                let st = &mut self.indexers[indexer];
+                st.probing = false;
+                if healthy {
+                    tracing::info!(output = %self.s.name, indexer = %self.label(indexer), "indexer healthy again");
+                    self.indexers[indexer] = IndexerState::default();
+                } else {
+                    st.failures = st.failures.saturating_add(1);
+                    st.down_until = Some(
+                        Instant::now()
+                            + backoff(self.s.retry_initial, self.s.retry_max, st.failures - 1),
+                    );
+                }
+                self.set_indexer_gauges();
+            }
             Event::Polled { indexer, reply } => {
                 self.polling[indexer] = false;
                 match reply {
@@ -721,6 +768,9 @@ impl Engine {
                     })
                     .min(self.s.retry_max.max(after.unwrap_or_default()));
                 st.down_until = Some(Instant::now() + wait);
+                if st.failures == 1 {
+                    tracing::warn!(output = %self.s.name, indexer = %self.label(indexer), code, "indexer failing; its circuit is open until a health check passes");
+                }
                 tracing::debug!(output = %self.s.name, indexer = %self.label(indexer), code, ?wait, "transient failure; retrying");
                 self.ctx
                     .metrics
@@ -792,27 +842,105 @@ impl Engine {
         (before, after)
     }
 
-    /// Queues a batch to be sent again, unless it has been undelivered for
-    /// longer than `dead_letter_after`: then its events become dead letters.
-    fn retry_later(&mut self, batch: BatchId, front: bool) {
-        let expired = match (self.s.dead_letter_after, self.batches.get(&batch)) {
-            (Some(limit), Some(st)) => st.first_sent.is_some_and(|t| t.elapsed() >= limit),
+    /// How long the oldest event of a batch has waited since it was received.
+    fn batch_age(&self, st: &BatchState) -> Duration {
+        let oldest = st
+            .segments
+            .iter()
+            .filter_map(|s| self.ctx.queue.received_ms(s.record))
+            .min()
+            .unwrap_or_else(now_ms);
+        Duration::from_millis(now_ms().saturating_sub(oldest))
+    }
+
+    fn expired(&self, batch: BatchId) -> bool {
+        match (self.s.dead_letter_after, self.batches.get(&batch)) {
+            (Some(limit), Some(st)) => self.batch_age(st) >= limit,
             _ => false,
-        };
-        if expired {
-            if let Some(st) = self.batches.remove(&batch) {
-                let reason = format!(
-                    "undelivered for longer than dead_letter_after ({:?})",
-                    self.s.dead_letter_after.unwrap_or_default()
-                );
-                for seg in st.segments {
-                    self.dead_letter_segment(seg, &reason);
-                }
+        }
+    }
+
+    fn give_up(&mut self, batch: BatchId) {
+        if let Some(st) = self.batches.remove(&batch) {
+            let reason = format!(
+                "undelivered for longer than dead_letter_after ({:?})",
+                self.s.dead_letter_after.unwrap_or_default()
+            );
+            for seg in st.segments {
+                self.dead_letter_segment(seg, &reason);
             }
+        }
+    }
+
+    /// Queues a batch to be sent again, unless its events have waited longer
+    /// than `dead_letter_after`: then they become dead letters.
+    fn retry_later(&mut self, batch: BatchId, front: bool) {
+        if self.expired(batch) {
+            self.give_up(batch);
         } else if front {
             self.resend.push_front(batch);
         } else {
             self.resend.push_back(batch);
+        }
+    }
+
+    /// With `dead_letter_after`, events that waited too long are given up even
+    /// while no indexer takes requests.
+    fn expire_waiting(&mut self) {
+        let Some(limit) = self.s.dead_letter_after else {
+            return;
+        };
+        let waiting: Vec<BatchId> = self
+            .resend
+            .iter()
+            .copied()
+            .filter(|b| self.expired(*b))
+            .collect();
+        self.resend.retain(|b| !waiting.contains(b));
+        for b in waiting {
+            self.give_up(b);
+        }
+        loop {
+            let limit_id = self.ctx.queue.readable_before();
+            let Some(id) = self
+                .ctx
+                .queue
+                .ids_from(self.next.0)
+                .next()
+                .filter(|i| *i < limit_id)
+            else {
+                return;
+            };
+            let old = self
+                .ctx
+                .queue
+                .received_ms(id)
+                .is_some_and(|t| Duration::from_millis(now_ms().saturating_sub(t)) >= limit);
+            if !old {
+                return;
+            }
+            let Ok(Some(b)) = self.new_batch() else {
+                return;
+            };
+            let Some(st) = self.batches.remove(&b) else {
+                return;
+            };
+            let is_old = |q: &Queue, r: RecordId| {
+                q.received_ms(r)
+                    .is_some_and(|t| Duration::from_millis(now_ms().saturating_sub(t)) >= limit)
+            };
+            let (old, young): (Vec<Segment>, Vec<Segment>) = st
+                .segments
+                .iter()
+                .partition(|seg| is_old(&self.ctx.queue, seg.record));
+            let reason = format!("undelivered for longer than dead_letter_after ({limit:?})");
+            for seg in old {
+                self.dead_letter_segment(seg, &reason);
+            }
+            if !young.is_empty() {
+                self.enqueue_resend(st.route, young);
+                return;
+            }
         }
     }
 
