@@ -1,9 +1,13 @@
 //! The durable FIFO of accepted requests, over sled. The only module that names sled.
 
 mod commit;
+mod dead;
+pub mod export;
 pub mod record;
+mod release;
 mod space;
 
+pub use dead::DeadLetter;
 pub use record::{BodyEncoding, DataEndpoint, Record, RecordMeta};
 
 use commit::GroupCommit;
@@ -106,23 +110,6 @@ struct Totals {
     records: u64,
     events: u64,
     bytes: u64,
-}
-
-/// An event that can never be delivered, kept with the reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// Output that gave up on it.
-    pub output: String,
-    /// Record it came from.
-    pub record: RecordId,
-    /// Its position in the record.
-    pub event_number: u64,
-    /// Why it cannot be delivered (e.g. the indexer's answer).
-    pub reason: String,
-    /// When, ms since the epoch.
-    pub time_ms: u64,
-    /// The event as it would have been sent (HEC JSON).
-    pub event: String,
 }
 
 /// Id of a stored record; ids grow, so sled order is arrival order.
@@ -465,36 +452,6 @@ impl Queue {
         self.appended_notify.notified()
     }
 
-    /// Stores an event that can never be delivered, with the reason.
-    pub fn dead_letter(&self, letter: &DeadLetter) -> Result<u64, QueueError> {
-        let seq = self.db.generate_id().map_err(|e| self.store_err(e))?;
-        let value = serde_json::to_vec(letter).unwrap_or_default();
-        self.dead
-            .insert(seq.to_be_bytes(), value)
-            .map_err(|e| self.store_err(e))?;
-        Ok(seq)
-    }
-
-    /// Dead letters in order, with their sequence numbers.
-    pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
-        let mut out = Vec::new();
-        for item in self.dead.iter() {
-            let (k, v) = item.map_err(|e| self.store_err(e))?;
-            let seq = id_of(&k).unwrap_or(0);
-            let letter = serde_json::from_slice(&v)
-                .map_err(|e| self.corrupt(CorruptRecord(e.to_string())))?;
-            out.push((seq, letter));
-        }
-        Ok(out)
-    }
-
-    /// Number of dead letters of an output.
-    pub fn dead_letter_count(&self, output: &str) -> usize {
-        self.dead_letters()
-            .map(|v| v.iter().filter(|(_, d)| d.output == output).count())
-            .unwrap_or(0)
-    }
-
     /// Ids of stored records from `from` on, in arrival order.
     pub fn ids_from(&self, from: RecordId) -> impl Iterator<Item = RecordId> + '_ {
         self.index
@@ -523,85 +480,6 @@ impl Queue {
             t.bytes = t.bytes.saturating_sub(e.bytes);
         }
         Ok(true)
-    }
-
-    /// Marks `id` delivered by `output`; when every output in `outputs` has
-    /// delivered it, the record and its markers are deleted (returns true).
-    pub fn release(
-        &self,
-        id: RecordId,
-        output: &str,
-        outputs: &[&str],
-    ) -> Result<bool, QueueError> {
-        self.released
-            .insert(marker_key(id, output), &[])
-            .map_err(|e| self.store_err(e))?;
-        self.remove_if_released(id, outputs)
-    }
-
-    /// Whether `output` already delivered `id` (so a restart does not send it again).
-    pub fn is_released(&self, id: RecordId, output: &str) -> bool {
-        !self.contains(id)
-            || self
-                .released
-                .contains_key(marker_key(id, output))
-                .unwrap_or(false)
-    }
-
-    fn remove_if_released(&self, id: RecordId, outputs: &[&str]) -> Result<bool, QueueError> {
-        let mut done: Vec<Vec<u8>> = Vec::new();
-        for item in self.released.scan_prefix(key(id)) {
-            let (k, _) = item.map_err(|e| self.store_err(e))?;
-            done.push(k[8..].to_vec());
-        }
-        if !outputs
-            .iter()
-            .all(|o| done.iter().any(|d| d == o.as_bytes()))
-        {
-            return Ok(false);
-        }
-        self.remove(id)?;
-        let mut batch = sled::Batch::default();
-        for name in done {
-            let mut k = key(id).to_vec();
-            k.extend_from_slice(&name);
-            batch.remove(k);
-        }
-        self.released
-            .apply_batch(batch)
-            .map_err(|e| self.store_err(e))?;
-        Ok(true)
-    }
-
-    /// Finishes releases a crash interrupted (all markers written, record not
-    /// yet deleted) and drops markers of records already gone.
-    pub fn sweep_released(&self, outputs: &[&str]) -> Result<u64, QueueError> {
-        let mut ids: Vec<RecordId> = Vec::new();
-        for item in self.released.iter().keys() {
-            let k = item.map_err(|e| self.store_err(e))?;
-            if let Some(id) = id_of(&k[..8.min(k.len())]) {
-                if ids.last() != Some(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-        let mut removed = 0;
-        for id in ids {
-            if !self.contains(id) {
-                let stale: Vec<_> = self
-                    .released
-                    .scan_prefix(key(id))
-                    .keys()
-                    .filter_map(Result::ok)
-                    .collect();
-                for k in stale {
-                    self.released.remove(k).map_err(|e| self.store_err(e))?;
-                }
-            } else if self.remove_if_released(id, outputs)? {
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 
     /// Current totals and the oldest record's age.
@@ -775,6 +653,55 @@ mod tests {
         // An output removed from the config no longer holds records back.
         assert!(q.release(2, "archive", &["archive"]).unwrap());
         assert_eq!(q.stats().records, 0);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_list_replay_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        let letter = |output: &str, event: &str| DeadLetter {
+            output: output.into(),
+            record: 7,
+            event_number: 0,
+            reason: "400".into(),
+            time_ms: 1,
+            event: event.into(),
+        };
+        let a = q
+            .dead_letter(&letter("splunk", r#"{"event":"a","time":1}"#))
+            .unwrap();
+        q.dead_letter(&letter("archive", r#"{"event":"b","time":1}"#))
+            .unwrap();
+        q.dead_letter(&letter("splunk", "")).unwrap();
+        assert_eq!(q.dead_letters().unwrap().len(), 3);
+        assert_eq!(q.dead_letter_count("splunk"), 2);
+        assert_eq!(
+            q.dead_letter_get(a).unwrap().unwrap().event,
+            r#"{"event":"a","time":1}"#
+        );
+        assert_eq!(
+            q.replay_dead(Some(a), &["splunk", "archive"])
+                .await
+                .unwrap(),
+            1
+        );
+        let id = q.ids_from(0).next().unwrap();
+        assert!(
+            q.is_released(id, "archive"),
+            "only the output that gave up gets it again"
+        );
+        assert!(!q.is_released(id, "splunk"));
+        assert_eq!(
+            q.get(id).unwrap().unwrap().body,
+            br#"{"event":"a","time":1}"#
+        );
+        assert_eq!(q.purge_dead(None, Some("archive")).unwrap(), 1);
+        assert_eq!(
+            q.dead_letters().unwrap().len(),
+            1,
+            "the unreadable one stays until purged"
+        );
+        assert_eq!(q.purge_dead(None, None).unwrap(), 1);
     }
 
     #[tokio::test]

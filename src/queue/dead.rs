@@ -1,0 +1,127 @@
+//! Dead letters: events an output can never deliver, kept with the reason,
+//! listed, replayed to that output, or purged.
+
+use super::record::CorruptRecord;
+use super::{
+    id_of, marker_key, now_ms, BodyEncoding, DataEndpoint, Queue, QueueError, RecordId, RecordMeta,
+};
+use serde::{Deserialize, Serialize};
+
+/// An event that can never be delivered, kept with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Output that gave up on it.
+    pub output: String,
+    /// Record it came from.
+    pub record: RecordId,
+    /// Its position in the record.
+    pub event_number: u64,
+    /// Why it cannot be delivered (e.g. the indexer's answer).
+    pub reason: String,
+    /// When, ms since the epoch.
+    pub time_ms: u64,
+    /// The event as it would have been sent (HEC JSON).
+    pub event: String,
+}
+
+impl Queue {
+    /// Stores an event that can never be delivered, with the reason.
+    pub fn dead_letter(&self, letter: &DeadLetter) -> Result<u64, QueueError> {
+        let seq = self.db.generate_id().map_err(|e| self.store_err(e))?;
+        let value = serde_json::to_vec(letter).unwrap_or_default();
+        self.dead
+            .insert(seq.to_be_bytes(), value)
+            .map_err(|e| self.store_err(e))?;
+        Ok(seq)
+    }
+
+    /// Dead letters in order, with their sequence numbers.
+    pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
+        let mut out = Vec::new();
+        for item in self.dead.iter() {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
+            let seq = id_of(&k).unwrap_or(0);
+            let letter = serde_json::from_slice(&v)
+                .map_err(|e| self.corrupt(CorruptRecord(e.to_string())))?;
+            out.push((seq, letter));
+        }
+        Ok(out)
+    }
+
+    /// One dead letter.
+    pub fn dead_letter_get(&self, seq: u64) -> Result<Option<DeadLetter>, QueueError> {
+        match self
+            .dead
+            .get(seq.to_be_bytes())
+            .map_err(|e| self.store_err(e))?
+        {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.corrupt(CorruptRecord(e.to_string()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes dead letters: one (`seq`), an output's, or all; returns how many.
+    pub fn purge_dead(&self, seq: Option<u64>, output: Option<&str>) -> Result<u64, QueueError> {
+        let mut n = 0;
+        for (s, d) in self.dead_letters()? {
+            if seq.is_some_and(|x| x != s) || output.is_some_and(|o| o != d.output) {
+                continue;
+            }
+            self.dead
+                .remove(s.to_be_bytes())
+                .map_err(|e| self.store_err(e))?;
+            n += 1;
+        }
+        self.flush()?;
+        Ok(n)
+    }
+
+    /// Puts dead letters back in the queue for the output that gave up on
+    /// them (the other outputs are marked as done with the new record);
+    /// returns how many were replayed. Letters whose event could not be read
+    /// stay.
+    pub async fn replay_dead(&self, seq: Option<u64>, outputs: &[&str]) -> Result<u64, QueueError> {
+        let mut n = 0;
+        for (s, d) in self.dead_letters()? {
+            if seq.is_some_and(|x| x != s) || d.event.trim().is_empty() {
+                continue;
+            }
+            let body = d.event.trim().as_bytes();
+            let meta = RecordMeta {
+                endpoint: DataEndpoint::Event,
+                token: "replay".into(),
+                channel: None,
+                sourcetype: None,
+                source: None,
+                host: None,
+                index: None,
+                received_ms: now_ms(),
+                events: 1,
+                encoding: BodyEncoding::Identity,
+                decoded_bytes: body.len() as u64,
+            };
+            let pending = self.append(&meta, body)?;
+            for other in outputs.iter().filter(|o| **o != d.output) {
+                self.released
+                    .insert(marker_key(pending.id, other), &[])
+                    .map_err(|e| self.store_err(e))?;
+            }
+            self.commit(pending).await?;
+            self.dead
+                .remove(s.to_be_bytes())
+                .map_err(|e| self.store_err(e))?;
+            n += 1;
+        }
+        self.flush()?;
+        Ok(n)
+    }
+
+    /// Number of dead letters of an output.
+    pub fn dead_letter_count(&self, output: &str) -> usize {
+        self.dead_letters()
+            .map(|v| v.iter().filter(|(_, d)| d.output == output).count())
+            .unwrap_or(0)
+    }
+}
