@@ -230,6 +230,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             max_body_bytes: s.max_body_bytes,
             max_decoded_bytes: s.max_decoded_bytes,
         },
+        forward_ctx.outputs.to_vec(),
     ));
 
     let workers = s

@@ -2,10 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use sluice::admin_client::QueueAccess;
 use sluice::app::{self, Endpoints, TokenSource};
 use sluice::config::{Config, LogFormat};
 use sluice::loadgen::{self, LoadgenOptions};
-use sluice::queue::{Queue, QueueError, QueueLimits, QueueStats};
+use sluice::queue::{Queue, QueueError, QueueLimits};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,6 +57,69 @@ enum QueueCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Events outputs gave up on.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Write the backlog as NDJSON (Sluice stopped), e.g. before an upgrade.
+    Export {
+        /// Config file (default: embedded defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Append records from an NDJSON export (Sluice stopped).
+    Import {
+        /// Config file (default: embedded defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Export file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct DeadSelect {
+    /// Config file (default: embedded defaults).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Only this dead letter (its sequence number).
+    #[arg(long)]
+    seq: Option<u64>,
+    /// Only this output's dead letters.
+    #[arg(long)]
+    output: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// One line per dead letter: seq, output, record, event, reason.
+    List {
+        #[command(flatten)]
+        select: DeadSelect,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full dead letters (JSON), including the event.
+    Show {
+        #[command(flatten)]
+        select: DeadSelect,
+    },
+    /// Queue dead letters again for the output that gave up on them.
+    Replay {
+        #[command(flatten)]
+        select: DeadSelect,
+    },
+    /// Delete dead letters.
+    Purge {
+        #[command(flatten)]
+        select: DeadSelect,
     },
 }
 
@@ -150,21 +214,7 @@ fn main() -> Result<()> {
             runtime.block_on(run(config))
         }
         Command::Validate(args) => validate(&args.config),
-        Command::Queue {
-            command: QueueCommand::Stats { config, json },
-        } => {
-            let config = load(config.as_deref())?;
-            let stats = runtime.block_on(queue_stats(&config))?;
-            if json {
-                println!("{}", serde_json::to_string(&stats)?);
-            } else {
-                println!(
-                    "records: {}\nevents: {}\nbytes: {}\noldest_age_seconds: {:.1}",
-                    stats.records, stats.events, stats.bytes, stats.oldest_age_seconds
-                );
-            }
-            Ok(())
-        }
+        Command::Queue { command } => runtime.block_on(queue_command(command)),
         Command::Loadgen(args) => {
             init_logging("warn", LogFormat::Text);
             runtime.block_on(loadgen(args))
@@ -255,44 +305,95 @@ fn validate(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads the store directly when Sluice is stopped, else asks the running Sluice.
-async fn queue_stats(config: &Config) -> Result<QueueStats> {
-    let path = config.queue_path();
-    if !path.exists() {
-        bail!("no queue at {}", path.display());
-    }
-    let limits = QueueLimits {
-        max_bytes: config.queue.max_bytes,
-        min_free_bytes: 0,
-        cache_bytes: 8 << 20,
-    };
-    match Queue::open(&path, limits) {
-        Ok(q) => Ok(q.stats()),
-        Err(QueueError::Locked { .. }) => {
-            let recorded = std::fs::read_to_string(config.data_dir.join(app::ADMIN_ADDR_FILE))
-                .ok()
-                .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
-            let mut addr = recorded.unwrap_or(config.server.metrics_listen);
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+async fn queue_command(command: QueueCommand) -> Result<()> {
+    match command {
+        QueueCommand::Stats { config, json } => {
+            let config = load(config.as_deref())?;
+            let stats = QueueAccess::open(&config)?.stats().await?;
+            if json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                println!(
+                    "records: {}\nevents: {}\nbytes: {}\noldest_age_seconds: {:.1}",
+                    stats.records, stats.events, stats.bytes, stats.oldest_age_seconds
+                );
             }
-            let url = format!("http://{addr}/admin/queue/stats");
-            let stats = reqwest::get(&url)
-                .await
-                .and_then(|r| r.error_for_status())
-                .with_context(|| {
-                    format!(
-                        "queue {} is in use; asking the running Sluice at {url}",
-                        path.display()
-                    )
-                })?
-                .json::<QueueStats>()
-                .await
-                .with_context(|| format!("reading {url}"))?;
-            Ok(stats)
         }
-        Err(e) => Err(e.into()),
+        QueueCommand::Dead { command } => dead_command(command).await?,
+        QueueCommand::Export { config, file } => {
+            let config = load(config.as_deref())?;
+            let QueueAccess::Direct(q) = QueueAccess::open(&config)? else {
+                bail!("stop Sluice first: export reads the store directly");
+            };
+            let n = match &file {
+                Some(path) => {
+                    let f = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    q.export(&mut std::io::BufWriter::new(f), &path.display().to_string())?
+                }
+                None => q.export(&mut std::io::stdout().lock(), "standard output")?,
+            };
+            eprintln!("exported {n} records");
+        }
+        QueueCommand::Import { config, file } => {
+            let config = load(config.as_deref())?;
+            let path = config.queue_path();
+            let queue = Queue::open(
+                &path,
+                QueueLimits {
+                    max_bytes: u64::MAX,
+                    min_free_bytes: 0,
+                    cache_bytes: config.queue.cache_bytes,
+                },
+            )
+            .map_err(|e| match e {
+                QueueError::Locked { .. } => {
+                    anyhow::anyhow!("stop Sluice first: import writes the store directly")
+                }
+                e => e.into(),
+            })?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let n = queue
+                .import(&mut std::io::BufReader::new(f), &file.display().to_string())
+                .await?;
+            eprintln!("imported {n} records into {}", path.display());
+        }
     }
+    Ok(())
+}
+
+async fn dead_command(command: DeadCommand) -> Result<()> {
+    let (select, action) = match command {
+        DeadCommand::List { select, json } => (select, if json { "json" } else { "list" }),
+        DeadCommand::Show { select } => (select, "show"),
+        DeadCommand::Replay { select } => (select, "replay"),
+        DeadCommand::Purge { select } => (select, "purge"),
+    };
+    let config = load(select.config.as_deref())?;
+    let access = QueueAccess::open(&config)?;
+    let (seq, output) = (select.seq, select.output.as_deref());
+    match action {
+        "replay" => println!("replayed {}", access.replay(&config, seq, output).await?),
+        "purge" => println!("purged {}", access.purge(seq, output).await?),
+        _ => {
+            let letters = access.dead(seq, output).await?;
+            match action {
+                "json" | "show" => println!("{}", serde_json::to_string_pretty(&letters)?),
+                _ => {
+                    for l in &letters {
+                        let d = &l.letter;
+                        println!(
+                            "{}\t{}\trecord={}\tevent={}\t{}",
+                            l.seq, d.output, d.record, d.event_number, d.reason
+                        );
+                    }
+                    eprintln!("{} dead letters", letters.len());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn loadgen(args: LoadgenArgs) -> Result<()> {

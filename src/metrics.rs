@@ -57,6 +57,8 @@ pub struct Metrics {
     pub output_indexer_up: IntGaugeVec,
     /// `sluice_output_oldest_undelivered_age_seconds{output}`.
     pub output_oldest_undelivered: GaugeVec,
+    /// `sluice_dead_letters{output}`.
+    pub dead_letters: IntGaugeVec,
 }
 
 /// A metric could not be registered (a programming error, reported at startup).
@@ -208,6 +210,13 @@ impl Metrics {
                 ),
                 &["output"],
             )?,
+            dead_letters: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_dead_letters",
+                    "Events an output gave up on, kept in the dead-letter tree",
+                ),
+                &["output"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -235,6 +244,7 @@ impl Metrics {
         r.register(Box::new(m.output_ack_unavailable.clone()))?;
         r.register(Box::new(m.output_indexer_up.clone()))?;
         r.register(Box::new(m.output_oldest_undelivered.clone()))?;
+        r.register(Box::new(m.dead_letters.clone()))?;
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;

@@ -40,6 +40,8 @@ pub struct IngestState {
     pub metrics: Metrics,
     /// Body caps.
     pub limits: BodyLimits,
+    /// Names of the outputs (dead-letter replay and gauges).
+    pub outputs: Vec<String>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -61,6 +63,7 @@ impl IngestState {
         acks: ClientAcks,
         metrics: Metrics,
         limits: BodyLimits,
+        outputs: Vec<String>,
     ) -> IngestState {
         IngestState {
             tokens,
@@ -68,6 +71,7 @@ impl IngestState {
             acks,
             metrics,
             limits,
+            outputs,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         }
@@ -118,6 +122,11 @@ impl IngestState {
         m.queue_oldest_age.set(s.oldest_age_seconds);
         if let Some(free) = self.queue.free_bytes() {
             m.queue_free_bytes.set(free as i64);
+        }
+        for o in &self.outputs {
+            m.dead_letters
+                .with_label_values(&[o])
+                .set(self.queue.dead_letter_count(o) as i64);
         }
         let a = self.acks.counts();
         m.client_ack_channels.set(a.channels as i64);

@@ -82,10 +82,18 @@ impl Queue {
     /// them (the other outputs are marked as done with the new record);
     /// returns how many were replayed. Letters whose event could not be read
     /// stay.
-    pub async fn replay_dead(&self, seq: Option<u64>, outputs: &[&str]) -> Result<u64, QueueError> {
+    pub async fn replay_dead(
+        &self,
+        seq: Option<u64>,
+        output: Option<&str>,
+        outputs: &[&str],
+    ) -> Result<u64, QueueError> {
         let mut n = 0;
         for (s, d) in self.dead_letters()? {
-            if seq.is_some_and(|x| x != s) || d.event.trim().is_empty() {
+            if seq.is_some_and(|x| x != s)
+                || output.is_some_and(|o| o != d.output)
+                || d.event.trim().is_empty()
+            {
                 continue;
             }
             let body = d.event.trim().as_bytes();

@@ -680,7 +680,7 @@ mod tests {
             r#"{"event":"a","time":1}"#
         );
         assert_eq!(
-            q.replay_dead(Some(a), &["splunk", "archive"])
+            q.replay_dead(Some(a), None, &["splunk", "archive"])
                 .await
                 .unwrap(),
             1
