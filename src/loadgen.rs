@@ -1,6 +1,7 @@
 //! `sluice loadgen`: sends NDJSON to a HEC `/raw` endpoint the way Logpush does
-//! (gzip batches, `?channel=<guid>`, `Authorization: Splunk …`, HTTP/2) and
-//! reports throughput, HEC codes and latency.
+//! (gzip batches, `?channel=<guid>&sourcetype=cloudflare:network_analytics`,
+//! `Authorization: Splunk …`, HTTP/2) and reports throughput, HEC codes and
+//! latency.
 
 use crate::hec::Channel;
 use flate2::write::GzEncoder;
@@ -197,7 +198,7 @@ pub async fn run(
         .build()
         .map_err(|e| LoadgenError::Client(e.to_string()))?;
     let url = format!(
-        "{}/services/collector/raw?channel={}",
+        "{}/services/collector/raw?channel={}&sourcetype=cloudflare:network_analytics",
         opts.url.trim_end_matches('/'),
         Channel::random()
     );

@@ -530,3 +530,56 @@ async fn sticky_cookies_are_sent_back_on_event_and_ack() {
     server.stop().await;
     sink.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_indexer_acks_counts_200_as_delivered() {
+    let sink = HecSink::start(SinkOptions {
+        acks: false,
+        ..SinkOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(30).collect();
+    post_raw(&server, &server.http1(), &lines).await;
+    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 30).await);
+    wait_queue_empty(&server).await;
+    assert_eq!(
+        sink.count("/services/collector/ack", None),
+        0,
+        "nothing to poll"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("sluice_output_ack_unavailable_total{output=\"splunk\"}"),
+        "{metrics}"
+    );
+    server.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_channel_per_indexer_survives_a_restart() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+        post_raw(
+            &server,
+            &server.http1(),
+            &[format!("{{\"round\":{round}}}")],
+        )
+        .await;
+        assert!(
+            sink.wait_for(WAIT, |s| s.acknowledged().len() > round)
+                .await
+        );
+        wait_queue_empty(&server).await;
+        server.stop().await;
+        seen.extend(sink.requests().iter().filter_map(|r| r.channel.clone()));
+    }
+    let channels: HashSet<String> = seen.into_iter().collect();
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    sink.stop().await;
+}

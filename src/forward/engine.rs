@@ -117,6 +117,8 @@ struct Engine {
     rr: usize,
     paused_until: Option<Instant>,
     warned_no_ack: bool,
+    /// The body `new_batch` just built, so a first send does not serialize twice.
+    fresh: Option<(BatchId, bytes::Bytes, Option<String>)>,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -214,6 +216,7 @@ pub fn spawn(
         rr: 0,
         paused_until: None,
         warned_no_ack: false,
+        fresh: None,
         tx,
     };
     let outputs: Vec<&str> = engine.ctx.outputs.iter().map(String::as_str).collect();
@@ -330,7 +333,14 @@ impl Engine {
                     }
                 },
             };
-            match self.body(batch) {
+            let built = match self.fresh.take() {
+                Some((b, body, query)) if b == batch => {
+                    let route = self.batches.get(&b).map_or(Route::Event, |st| st.route);
+                    Ok(Some((body, route, query)))
+                }
+                _ => self.body(batch),
+            };
+            match built {
                 Ok(Some((body, route, query))) => {
                     self.start_send(batch, indexer, body, route, query)
                 }
@@ -432,6 +442,7 @@ impl Engine {
         let mut builder = BatchBuilder::new(self.s.limits);
         let mut segments: Vec<Segment> = Vec::new();
         let mut route: Option<Route> = None;
+        let mut query: Option<String> = None;
         'records: loop {
             if self.current.as_ref().is_none_or(|c| c.id != self.next.0) {
                 self.current = None;
@@ -479,6 +490,13 @@ impl Engine {
                             full = true;
                             break;
                         }
+                        if route.is_none() && r == Route::Raw {
+                            query = resolver
+                                .events(&current.meta, &current.decoded)
+                                .nth(position as usize)
+                                .and_then(Result::ok)
+                                .map(|e| super::source::raw_query(&e));
+                        }
                         route = Some(r);
                         builder.push(&bytes);
                         match segments.last_mut() {
@@ -517,6 +535,8 @@ impl Engine {
         let events = segments.iter().map(|s| s.count).sum();
         let b = self.next_batch;
         self.next_batch += 1;
+        let body = self.count_body(builder);
+        self.fresh = Some((b, body, query));
         self.batches.insert(
             b,
             BatchState {
@@ -572,6 +592,11 @@ impl Engine {
             self.delivered(batch, false);
             return Ok(None);
         }
+        Ok(Some((self.count_body(builder), route, query)))
+    }
+
+    /// Finishes a body and counts its bytes.
+    fn count_body(&self, builder: BatchBuilder) -> bytes::Bytes {
         let body = builder.finish();
         let m = &self.ctx.metrics;
         m.output_bytes
@@ -580,7 +605,7 @@ impl Engine {
         m.output_bytes
             .with_label_values(&[&self.s.name, "compressed"])
             .inc_by(body.body.len() as u64);
-        Ok(Some((body.body.into(), route, query)))
+        body.body.into()
     }
 
     fn start_send(
