@@ -31,6 +31,13 @@ format = "json"
 name = "bench"
 token = "$token"
 ack = "durable"
+# Ingest only: an indexer nobody listens on keeps everything queued.
+[[outputs]]
+name = "held"
+type = "splunk"
+urls = ["http://127.0.0.1:9"]
+token = "unused"
+retry_max = "60s"
 TOML
 "$bin" run --config "$work/sluice.toml" 2> "$work/sluice.log" &
 pid=$!
