@@ -15,16 +15,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// The test config with its unreachable output replaced by `outputs`.
 fn config_with_outputs(dir: &Path, outputs: &str) -> String {
-    let base = config_text(dir, "", "");
-    let start = base
-        .find("# An indexer nobody listens on")
-        .expect("harness config has the unreachable output");
-    let end = start
-        + base[start..]
-            .find("retry_max = \"5s\"\n")
-            .expect("end of that output")
-        + 18;
-    format!("{}{}{outputs}", &base[..start], &base[end..])
+    with_outputs(&config_text(dir, "", ""), outputs)
 }
 
 /// A splunk output to `urls` with fast polls and retries.

@@ -14,13 +14,8 @@ use std::time::Duration;
 use support::*;
 
 fn config(dir: &std::path::Path, sink_url: &str) -> std::path::PathBuf {
-    let base = json_log_config(dir, &[]);
-    let start = base
-        .find("# An indexer nobody listens on")
-        .expect("unreachable output");
-    let end = start + base[start..].find("retry_max = \"5s\"\n").expect("its end") + 18;
-    let text = format!(
-        r#"{}{}
+    let outputs = format!(
+        r#"
 [[outputs]]
 name = "splunk"
 type = "splunk"
@@ -32,10 +27,9 @@ ack_timeout = "5s"
 retry_initial = "50ms"
 retry_max = "500ms"
 linger = "10ms"
-"#,
-        &base[..start],
-        &base[end..]
+"#
     );
+    let text = with_outputs(&json_log_config(dir, &[]), &outputs);
     write_file(dir, "sluice.toml", &text)
 }
 

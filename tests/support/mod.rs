@@ -82,6 +82,19 @@ allowed_indexes = ["cloudflare"]
     )
 }
 
+/// `text` (from [`config_text`]) with its unreachable output replaced by `outputs`.
+pub fn with_outputs(text: &str, outputs: &str) -> String {
+    let start = text
+        .find("# An indexer nobody listens on")
+        .expect("harness config has the unreachable output");
+    let end = start
+        + text[start..]
+            .find("retry_max = \"5s\"\n")
+            .expect("end of that output")
+        + 18;
+    format!("{}{}{outputs}", &text[..start], &text[end..])
+}
+
 /// A running in-process Sluice and what clients need to reach it.
 pub struct TestServer {
     /// The running app (None after shutdown).
