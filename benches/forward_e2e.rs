@@ -76,8 +76,21 @@ fn rss_mb() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The same allocator settings as the `sluice` binary (see src/main.rs).
+    // SAFETY: only allocator parameters, set before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(15);
     let backlog_gb: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
