@@ -4,6 +4,7 @@ pub mod admin_client;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod enrich;
 pub mod forward;
 pub mod hec;
 pub mod ingest;
