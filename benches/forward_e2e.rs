@@ -3,6 +3,9 @@
 //! process RSS while a backlog drains. Client, Sluice and sink share the
 //! machine's cores. Run: `cargo bench --bench forward_e2e [-- SECONDS BACKLOG_GB]`.
 
+mod common;
+use common::rss_mb;
+
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use flate2::read::MultiGzDecoder;
 use sluice::app;
@@ -61,19 +64,6 @@ async fn ack(body: web::Bytes) -> HttpResponse {
         .map(|a| a.iter().map(|id| (id.to_string(), true.into())).collect())
         .unwrap_or_default();
     HttpResponse::Ok().json(serde_json::json!({ "acks": acks }))
-}
-
-fn rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn main() {

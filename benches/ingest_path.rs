@@ -2,6 +2,9 @@
 //! gunzip, `/raw` line counting, `/event` validation, and durable appends.
 //! Run: `cargo bench --bench ingest_path`.
 
+mod common;
+use common::rss_mb;
+
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sluice::hec::event::EventRules;
@@ -47,19 +50,6 @@ fn report(name: &str, bytes: usize, events: usize, iters: usize, t: Instant) {
         (bytes * iters) as f64 / s / 1e6,
         (events * iters) as f64 / s
     );
-}
-
-fn rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn main() {

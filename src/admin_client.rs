@@ -132,11 +132,8 @@ impl QueueAccess {
     ) -> Result<Vec<SeqLetter>, AdminError> {
         match self {
             QueueAccess::Direct(q) => Ok(q
-                .dead_letters()?
+                .dead_selected(seq, output)?
                 .into_iter()
-                .filter(|(s, d)| {
-                    seq.is_none_or(|x| x == *s) && output.is_none_or(|o| o == d.output)
-                })
                 .map(|(seq, letter)| SeqLetter { seq, letter })
                 .collect()),
             QueueAccess::Running { .. } => {

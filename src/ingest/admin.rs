@@ -39,14 +39,10 @@ fn failed(e: impl std::fmt::Display) -> HttpResponse {
 }
 
 async fn dead_list(st: web::Data<IngestState>, q: web::Query<Select>) -> HttpResponse {
-    match st.queue.dead_letters() {
+    match st.queue.dead_selected(q.seq, q.output.as_deref()) {
         Ok(all) => {
             let list: Vec<_> = all
                 .into_iter()
-                .filter(|(s, d)| {
-                    q.seq.is_none_or(|x| x == *s)
-                        && q.output.as_ref().is_none_or(|o| *o == d.output)
-                })
                 .map(|(seq, letter)| crate::admin_client::SeqLetter { seq, letter })
                 .collect();
             HttpResponse::Ok().json(list)

@@ -62,13 +62,21 @@ impl Queue {
         }
     }
 
+    /// Dead letters selected by sequence number and/or output (`None`: any).
+    pub fn dead_selected(
+        &self,
+        seq: Option<u64>,
+        output: Option<&str>,
+    ) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
+        let mut all = self.dead_letters()?;
+        all.retain(|(s, d)| seq.is_none_or(|x| x == *s) && output.is_none_or(|o| o == d.output));
+        Ok(all)
+    }
+
     /// Deletes dead letters: one (`seq`), an output's, or all; returns how many.
     pub fn purge_dead(&self, seq: Option<u64>, output: Option<&str>) -> Result<u64, QueueError> {
         let mut n = 0;
-        for (s, d) in self.dead_letters()? {
-            if seq.is_some_and(|x| x != s) || output.is_some_and(|o| o != d.output) {
-                continue;
-            }
+        for (s, _) in self.dead_selected(seq, output)? {
             self.dead
                 .remove(s.to_be_bytes())
                 .map_err(|e| self.store_err(e))?;
@@ -89,11 +97,8 @@ impl Queue {
         outputs: &[&str],
     ) -> Result<u64, QueueError> {
         let mut n = 0;
-        for (s, d) in self.dead_letters()? {
-            if seq.is_some_and(|x| x != s)
-                || output.is_some_and(|o| o != d.output)
-                || d.event.trim().is_empty()
-            {
+        for (s, d) in self.dead_selected(seq, output)? {
+            if d.event.trim().is_empty() {
                 continue;
             }
             let body = d.event.trim().as_bytes();
