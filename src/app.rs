@@ -2,6 +2,8 @@
 
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::{AckMode, Config, ConfigError, Token, TokenConfig};
+use crate::enrich::assets::AssetError;
+use crate::enrich::Enricher;
 use crate::forward::engine::{self as forward, ForwardContext, ForwardSetupError, TokenMeta};
 use crate::hec::TokenSecret;
 use crate::ingest::acks::ClientAcks;
@@ -35,6 +37,9 @@ pub enum AppError {
     /// An output could not start.
     #[error(transparent)]
     Output(#[from] ForwardSetupError),
+    /// The asset table could not be loaded.
+    #[error(transparent)]
+    Assets(#[from] AssetError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -120,6 +125,7 @@ fn default_token_config() -> TokenConfig {
         allow_query_token: false,
         allowed_indexes: Vec::new(),
         disabled: false,
+        final_pass_system: None,
     }
 }
 
@@ -184,6 +190,17 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     tracing::info!(path = %queue_path.display(), records = qs.records, events = qs.events, bytes = qs.bytes, "queue open");
 
     let outputs = config.resolve_outputs()?;
+    let token_configs: Vec<TokenConfig> = tokens.iter().map(|t| t.config.clone()).collect();
+    let enricher = Enricher::new(&config.enrich, &token_configs)?.map(Arc::new);
+    match &enricher {
+        Some(_) => tracing::info!(
+            trim = ?config.enrich.trim,
+            final_pass_system = %config.enrich.final_pass_system,
+            assets = config.enrich.assets.as_ref().map(|p| p.display().to_string()),
+            "enrichment on"
+        ),
+        None => tracing::info!("enrichment off: samples are forwarded as received"),
+    }
     let (stop_outputs, stop_rx) = tokio::sync::watch::channel(false);
     let forward_ctx = ForwardContext {
         queue: Arc::clone(&queue),
@@ -208,6 +225,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "sluice".to_string())
             .into(),
+        enricher,
     };
     let mut output_tasks = Vec::new();
     for o in &outputs {

@@ -1,8 +1,8 @@
 //! One Prometheus registry with typed handles for every stage (names are public).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric Sluice exports.
@@ -59,6 +59,8 @@ pub struct Metrics {
     pub output_oldest_undelivered: GaugeVec,
     /// `sluice_dead_letters{output}`.
     pub dead_letters: IntGaugeVec,
+    /// `sluice_sample_lag_seconds`: now − `Datetime` as a sample is first sent.
+    pub sample_lag: Histogram,
 }
 
 /// A metric could not be registered (a programming error, reported at startup).
@@ -189,6 +191,16 @@ impl Metrics {
                 ]),
                 &["output"],
             )?,
+            sample_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sluice_sample_lag_seconds",
+                    "Now minus a network analytics sample's Datetime when it is first sent",
+                )
+                .buckets(vec![
+                    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0,
+                    86400.0,
+                ]),
+            )?,
             output_ack_unavailable: IntCounterVec::new(
                 Opts::new(
                     "sluice_output_ack_unavailable_total",
@@ -245,6 +257,7 @@ impl Metrics {
         r.register(Box::new(m.output_indexer_up.clone()))?;
         r.register(Box::new(m.output_oldest_undelivered.clone()))?;
         r.register(Box::new(m.dead_letters.clone()))?;
+        r.register(Box::new(m.sample_lag.clone()))?;
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -275,6 +288,7 @@ mod tests {
             "sluice_ingest_requests_total{code=\"0\",endpoint=\"raw\"} 1",
             "sluice_build_info{version=",
             "sluice_queue_free_bytes",
+            "sluice_sample_lag_seconds_bucket{le=\"30\"}",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "{name} missing");

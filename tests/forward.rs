@@ -59,6 +59,18 @@ async fn post_raw(server: &TestServer, client: &reqwest::Client, lines: &[String
     assert_eq!(resp.status(), 200);
 }
 
+/// The event ids of lines as sent: what identifies them after enrichment.
+fn ids_of(lines: &[String]) -> HashSet<String> {
+    lines
+        .iter()
+        .map(|l| sluice::forward::event::EventId::of(l.as_bytes()).to_string())
+        .collect()
+}
+
+fn arrived_ids(events: &[IndexedEvent]) -> HashSet<String> {
+    events.iter().filter_map(IndexedEvent::event_id).collect()
+}
+
 fn raw_texts(events: &[IndexedEvent]) -> Vec<String> {
     events
         .iter()
@@ -109,21 +121,34 @@ async fn every_sample_arrives_once_with_metadata() {
     assert_eq!(acked.len(), total, "exactly once when nothing fails");
     let keys = count_by_key(&acked);
     assert!(keys.values().all(|&n| n == 1), "no duplicates");
-    let got: HashSet<String> = raw_texts(&acked).into_iter().collect();
     assert!(
-        lines.iter().all(|l| got.contains(l)),
-        "every sample line arrived verbatim"
+        ids_of(&lines).is_subset(&arrived_ids(&acked)),
+        "every sample line arrived"
     );
+    let first_id = ids_of(&lines[..1]).into_iter().next().unwrap();
     let raw_one = acked
         .iter()
-        .find(|e| e.event.as_str() == Some(&lines[0]))
+        .find(|e| e.event_id().as_deref() == Some(first_id.as_str()))
         .unwrap();
     assert_eq!(
         raw_one.sourcetype.as_deref(),
         Some("cloudflare:network_analytics")
     );
-    assert!(raw_one.time.is_some() && raw_one.host.is_some());
-    assert_eq!(raw_one.event_id().map(|i| i.len()), Some(32));
+    assert!(raw_one.host.is_some());
+    // Enriched: the sample's own Datetime is the time, derived and indexed fields added.
+    let sent: Value = serde_json::from_str(&lines[0]).unwrap();
+    let datetime = time::OffsetDateTime::parse(
+        sent["Datetime"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(raw_one.time, Some(datetime.unix_timestamp() as f64));
+    assert_eq!(raw_one.event["est_packets"], sent["SampleInterval"]);
+    assert_eq!(
+        raw_one.fields.get("mitigation_system"),
+        Some(&sent["MitigationSystem"])
+    );
+    assert!(raw_one.event.get("DNSQueryName").is_none(), "trimmed");
     let obj = acked
         .iter()
         .find(|e| e.event == serde_json::json!({"k":"v"}))
@@ -170,8 +195,7 @@ async fn sink_down_then_back_loses_nothing() {
     sink.up().await;
     assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 300).await);
     wait_queue_empty(&server).await;
-    let got: HashSet<String> = raw_texts(&sink.acknowledged()).into_iter().collect();
-    assert!(lines.iter().all(|l| got.contains(l)));
+    assert!(ids_of(&lines).is_subset(&arrived_ids(&sink.acknowledged())));
     assert!(server
         .metrics()
         .await
@@ -354,11 +378,14 @@ async fn the_default_file_output_archives_every_event() {
         );
     }
     assert_eq!(archived.len(), 500);
-    let events: HashSet<&str> = archived
+    let ids: HashSet<String> = archived
         .iter()
-        .filter_map(|v| v["event"].as_str())
+        .filter_map(|v| v["fields"]["event_id"].as_str().map(String::from))
         .collect();
-    assert!(lines.iter().all(|l| events.contains(l.as_str())));
+    assert_eq!(ids, ids_of(&lines));
+    assert!(archived
+        .iter()
+        .all(|v| v["event"]["counted"].is_boolean() && v["event"].get("Datetime").is_some()));
     assert!(archived
         .iter()
         .all(|v| v["fields"]["event_id"].is_string() && v["time"].is_number()));

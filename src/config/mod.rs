@@ -1,5 +1,6 @@
 //! The TOML configuration: typed, defaulted and validated.
 
+pub mod enrich;
 pub mod outputs;
 
 use crate::hec::TokenSecret;
@@ -65,7 +66,9 @@ pub struct Config {
     /// Where queued events go; none means a file archive under the data dir.
     #[serde(default)]
     pub outputs: Vec<outputs::OutputConfig>,
-
+    /// Enrichment of network analytics samples on the way out.
+    #[serde(default)]
+    pub enrich: enrich::EnrichConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -153,6 +156,8 @@ pub struct TokenConfig {
     /// Refuse this token with 403 code 1.
     #[serde(default)]
     pub disabled: bool,
+    /// This token's `enrich.final_pass_system` (e.g. `dosd` for Spectrum-only traffic).
+    pub final_pass_system: Option<String>,
 }
 
 /// `[queue]`: the durable queue and its watermarks.
@@ -195,7 +200,7 @@ pub enum LogFormat {
     Json,
 }
 
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 fn default_data_dir() -> PathBuf {
@@ -286,6 +291,7 @@ impl Default for Config {
             tokens: Vec::new(),
             queue: QueueConfig::default(),
             outputs: Vec::new(),
+            enrich: enrich::EnrichConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -398,6 +404,11 @@ impl Config {
             return Err(invalid("log.level", "not a level or tracing filter"));
         }
         outputs::resolve_outputs(&self.outputs, &self.data_dir)?;
+        self.enrich.validate()?;
+        if let Some(path) = &self.enrich.assets {
+            crate::enrich::assets::AssetTable::load(path)
+                .map_err(|e| invalid("enrich.assets", e.to_string()))?;
+        }
         let mut names = HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let key = |k: &str| format!("tokens[{i}].{k}");
@@ -421,6 +432,9 @@ impl Config {
                     return Err(invalid(key("token"), "must be non-empty without spaces"))
                 }
                 _ => {}
+            }
+            if let Some(system) = &t.final_pass_system {
+                enrich::check_system(&key("final_pass_system"), system)?;
             }
             if let Some(index) = &t.index {
                 if !t.allowed_indexes.is_empty() && !t.allowed_indexes.contains(index) {
@@ -536,5 +550,39 @@ mod tests {
         let c = Config::load(&path).unwrap();
         assert!(!c.tokens.is_empty());
         assert!(c.tokens.iter().any(|t| t.ack == AckMode::Durable));
+        assert_eq!(c.enrich.trim, enrich::TrimMode::Empty);
+        assert_eq!(c.enrich.indexed().len(), 5);
+        assert_eq!(
+            c.tokens[0].final_pass_system.as_deref(),
+            Some("magic-firewall")
+        );
+        let assets = c.enrich.assets.as_ref().unwrap();
+        let table = crate::enrich::assets::AssetTable::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(assets),
+        )
+        .unwrap();
+        assert!(table
+            .tags("203.0.113.53")
+            .any(|(k, v)| k == "asset_service" && v == "dns"));
+    }
+
+    #[test]
+    fn enrich_errors_name_the_key() {
+        let e = Config::parse("[enrich]\ntrim = \"all\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trim") || e.contains("all"), "{e}");
+        let e = Config::parse("[enrich]\nassets = \"/nonexistent/assets.csv\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("enrich.assets") && e.contains("/nonexistent/assets.csv"),
+            "{e}"
+        );
+        let e =
+            Config::parse("[[tokens]]\nname = \"a\"\ntoken = \"x\"\nfinal_pass_system = \"mfw\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("tokens[0].final_pass_system"), "{e}");
     }
 }

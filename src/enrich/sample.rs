@@ -42,13 +42,36 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Fields<'de>, A::Error> {
                 let mut out = Vec::with_capacity(96);
-                while let Some((k, v)) = m.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                while let Some((Text(k), v)) = m.next_entry::<Text<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(Fields(out))
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A JSON string, borrowed unless it had escapes (serde's own `Cow<str>`
+/// always allocates).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -72,21 +95,30 @@ impl<'a> Sample<'a> {
     pub fn parse(line: &'a [u8]) -> Option<Sample<'a>> {
         let Fields(fields) = serde_json::from_slice(line).ok()?;
         let s = Sample { fields };
-        (s.raw("MitigationSystem").is_some() && s.raw("Datetime").is_some()).then_some(s)
+        (s.raw_value("MitigationSystem").is_some() && s.raw_value("Datetime").is_some())
+            .then_some(s)
     }
 
-    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+    /// A field's value as received.
+    pub fn raw_value(&self, key: &str) -> Option<&'a RawValue> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// A string field's value.
     pub fn str(&self, key: &str) -> Option<Cow<'a, str>> {
-        serde_json::from_str::<Cow<'a, str>>(self.raw(key)?.get()).ok()
+        serde_json::from_str::<Text<'a>>(self.raw_value(key)?.get())
+            .ok()
+            .map(|t| t.0)
+    }
+
+    /// Every field in order: name (unescaped) and value (as received).
+    pub fn pairs(&self) -> impl Iterator<Item = (&Cow<'a, str>, &'a RawValue)> {
+        self.fields.iter().map(|(k, v)| (k, *v))
     }
 
     /// A numeric field's value (also when sent as a string).
     pub fn num(&self, key: &str) -> Option<f64> {
-        let raw = self.raw(key)?.get();
+        let raw = self.raw_value(key)?.get();
         match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
             Some(inner) => inner.parse().ok(),
             None => raw.parse().ok(),
@@ -110,7 +142,7 @@ impl<'a> Sample<'a> {
     /// HEC `time` from `Datetime`: RFC 3339, epoch seconds or epoch
     /// nanoseconds (number or string), sub-second precision kept.
     pub fn time(&self) -> Option<f64> {
-        let raw = self.raw("Datetime")?.get();
+        let raw = self.raw_value("Datetime")?.get();
         let text = raw.trim_matches('"');
         if let Ok(v) = text.parse::<f64>() {
             return Some(crate::hec::event::epoch_seconds(v));

@@ -15,6 +15,7 @@ use super::file::ArchiveWriter;
 use super::source::{load, Loaded, Route, Segment, SourceError};
 use super::splunk::{SendOutcome, SplunkClient};
 use crate::config::outputs::{Compression, Output};
+use crate::enrich::Enricher;
 use crate::hec::ack::AckReply;
 use crate::metrics::Metrics;
 use crate::queue::{DeadLetter, Queue, RecordId};
@@ -36,6 +37,8 @@ pub struct ForwardContext {
     pub tokens: Arc<HashMap<String, TokenMeta>>,
     /// This node's hostname (default `host`).
     pub hostname: Arc<str>,
+    /// Enrichment of network analytics samples (`None`: forward as received).
+    pub enricher: Option<Arc<Enricher>>,
 }
 
 /// A token's metadata defaults, owned.
@@ -476,9 +479,15 @@ impl Engine {
             let mut full = false;
             let mut bad = Vec::new();
             let allow_raw = matches!(self.sink, Sink::Splunk(_));
-            for event in current.each_event(&resolver, position, allow_raw) {
+            let enrich = self.ctx.enricher.as_deref();
+            // One output measures sample lag, so each sample counts once.
+            let lag = (self.ctx.outputs.first() == Some(&self.s.name))
+                .then(|| self.ctx.metrics.sample_lag.local());
+            let now = now_ms() as f64 / 1000.0;
+            for event in current.each_event(&resolver, enrich, position, allow_raw) {
                 match event {
-                    Ok((r, bytes)) => {
+                    Ok((rendered, bytes)) => {
+                        let r = rendered.route;
                         // One route per request; a /raw request carries one
                         // record's metadata in its query string.
                         let other_record =
@@ -499,6 +508,9 @@ impl Engine {
                         }
                         route = Some(r);
                         builder.push(&bytes);
+                        if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
+                            lag.observe((now - t).max(0.0));
+                        }
                         match segments.last_mut() {
                             Some(s) if s.record == id && s.first + s.count == position => {
                                 s.count += 1
@@ -584,7 +596,9 @@ impl Engine {
             };
             let resolver = self.resolver_for(&source.meta.token);
             line.clear();
-            let (q, _) = source.write_events(&resolver, seg.first, seg.count, route, &mut line);
+            let enrich = self.ctx.enricher.as_deref();
+            let (q, _) =
+                source.write_events(&resolver, enrich, seg.first, seg.count, route, &mut line);
             query = query.or(q);
             builder.push(&line);
         }
@@ -1034,7 +1048,15 @@ impl Engine {
         let mut text = Vec::new();
         if let Ok(Some(l)) = load(&self.ctx.queue, seg.record) {
             let resolver = self.resolver_for(&l.meta.token);
-            l.write_events(&resolver, seg.first, seg.count, Route::Event, &mut text);
+            let enrich = self.ctx.enricher.as_deref();
+            l.write_events(
+                &resolver,
+                enrich,
+                seg.first,
+                seg.count,
+                Route::Event,
+                &mut text,
+            );
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {

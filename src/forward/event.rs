@@ -3,6 +3,8 @@
 //! own (the `/event` object's, else the `/raw` query's), else the accepting
 //! token's; host defaults to this node's hostname.
 
+use super::source::NAL_SOURCETYPE;
+use crate::enrich::Enriched;
 use crate::hec::event::{epoch_seconds, parse_time};
 use crate::hec::raw::lines;
 use crate::hec::split::objects;
@@ -11,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Write;
 
 /// Metadata an output imposes on every event (`None`: keep the event's own).
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,56 +108,65 @@ impl OutEvent<'_> {
     /// `time`, `host`, `source`, `sourcetype`, `index` (metadata never carries
     /// over in HEC), the payload, and `fields` with `event_id` added.
     pub fn write_hec_json(&self, out: &mut Vec<u8>) {
-        // Writing strings and numbers into a Vec cannot fail.
-        let _ = self.write_inner(out);
-        out.push(b'\n');
+        self.write_head(self.time, self.sourcetype.as_deref(), out);
+        match self.payload {
+            Payload::Line(line) => {
+                let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(line));
+            }
+            Payload::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        }
+        self.write_fields(out, |_| {});
     }
 
-    fn write_inner(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// Appends the event with an enriched network analytics sample as its
+    /// `event`, its `Datetime` as `time` and its indexed fields added.
+    pub fn write_enriched(&self, sample: &Enriched<'_>, out: &mut Vec<u8>) {
+        let sourcetype = self.sourcetype.as_deref().or(Some(NAL_SOURCETYPE));
+        self.write_head(sample.time().unwrap_or(self.time), sourcetype, out);
+        sample.write_event(out);
+        self.write_fields(out, |o| sample.write_indexed_fields(o));
+    }
+
+    /// Everything up to and including `"event":`.
+    fn write_head(&self, time: f64, sourcetype: Option<&str>, out: &mut Vec<u8>) {
+        // Writing strings and numbers into a Vec cannot fail.
         out.extend_from_slice(b"{\"time\":");
         // Millisecond precision is what Splunk's _time keeps by default; keep µs.
-        let t = (self.time * 1e6).round() / 1e6;
-        serde_json::to_writer(&mut *out, &t)?;
+        let t = (time * 1e6).round() / 1e6;
+        let _ = serde_json::to_writer(&mut *out, &t);
         out.extend_from_slice(b",\"host\":");
-        serde_json::to_writer(&mut *out, &*self.host)?;
+        let _ = serde_json::to_writer(&mut *out, &*self.host);
         for (key, value) in [
-            ("source", &self.source),
-            ("sourcetype", &self.sourcetype),
-            ("index", &self.index),
+            ("source", self.source.as_deref()),
+            ("sourcetype", sourcetype),
+            ("index", self.index.as_deref()),
         ] {
             if let Some(v) = value {
                 out.extend_from_slice(b",\"");
                 out.extend_from_slice(key.as_bytes());
                 out.extend_from_slice(b"\":");
-                serde_json::to_writer(&mut *out, &**v)?;
+                let _ = serde_json::to_writer(&mut *out, v);
             }
         }
         out.extend_from_slice(b",\"event\":");
-        match self.payload {
-            Payload::Line(line) => {
-                serde_json::to_writer(&mut *out, &String::from_utf8_lossy(line))?
-            }
-            Payload::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
-        }
-        out.extend_from_slice(b",\"fields\":");
-        let id = format!("\"event_id\":\"{}\"}}", self.event_id);
-        match self.fields.map(|f| f.get().trim()) {
-            Some(f) if f.starts_with('{') && f.ends_with('}') => {
+    }
+
+    /// `,"fields":{…}}` and the newline: the object's own fields, `extra`
+    /// (pairs each ending in a comma), then `event_id`.
+    fn write_fields(&self, out: &mut Vec<u8>, extra: impl FnOnce(&mut Vec<u8>)) {
+        out.extend_from_slice(b",\"fields\":{");
+        if let Some(f) = self.fields.map(|f| f.get().trim()) {
+            if f.starts_with('{') && f.ends_with('}') {
                 let inner = f[1..f.len() - 1].trim();
-                out.push(b'{');
                 if !inner.is_empty() {
                     out.extend_from_slice(inner.as_bytes());
                     out.push(b',');
                 }
-                out.extend_from_slice(id.as_bytes());
-            }
-            _ => {
-                out.push(b'{');
-                out.extend_from_slice(id.as_bytes());
             }
         }
-        out.push(b'}');
-        Ok(())
+        extra(out);
+        let _ = write!(out, "\"event_id\":\"{}\"}}}}", self.event_id);
+        out.push(b'\n');
     }
 }
 

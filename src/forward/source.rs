@@ -2,6 +2,7 @@
 //! the accepted prefix) and serialize runs of its events as HEC JSON.
 
 use super::event::{BadEvent, OutEvent, Payload, Resolver};
+use crate::enrich::Enricher;
 use crate::queue::{BodyEncoding, Queue, QueueError, Record, RecordId, RecordMeta};
 use std::io::Read;
 
@@ -105,14 +106,48 @@ pub fn route_of(e: &OutEvent<'_>) -> Route {
     }
 }
 
-/// Appends an event in its route's wire form.
-pub fn write_routed(e: &OutEvent<'_>, route: Route, out: &mut Vec<u8>) {
+/// How an event was written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rendered {
+    /// The Splunk endpoint it goes to.
+    pub route: Route,
+    /// Its `Datetime` (epoch seconds) when it is an enriched sample.
+    pub sample_time: Option<f64>,
+}
+
+/// Appends an event in its wire form: an enriched HEC JSON object when it
+/// is a network analytics sample and `enrich` is on, else `/raw` when
+/// `allow_raw` and [`route_of`] say so, else HEC JSON as received.
+pub fn render(
+    e: &OutEvent<'_>,
+    enrich: Option<(&Enricher, &str)>,
+    allow_raw: bool,
+    out: &mut Vec<u8>,
+) -> Rendered {
+    if let Some((enricher, token)) = enrich {
+        let bytes = match e.payload {
+            Payload::Line(line) => line,
+            Payload::Json(raw) => raw.get().as_bytes(),
+        };
+        if let Some(sample) = enricher.sample(bytes, token) {
+            e.write_enriched(&sample, out);
+            return Rendered {
+                route: Route::Event,
+                sample_time: sample.time(),
+            };
+        }
+    }
+    let route = if allow_raw { route_of(e) } else { Route::Event };
     match (route, e.payload) {
         (Route::Raw, Payload::Line(line)) => {
             out.extend_from_slice(line);
             out.push(b'\n');
         }
         _ => e.write_hec_json(out),
+    }
+    Rendered {
+        route,
+        sample_time: None,
     }
 }
 
@@ -133,12 +168,13 @@ pub fn raw_query(e: &OutEvent<'_>) -> String {
 }
 
 impl Loaded {
-    /// Serializes events `first..first+count` in `route`'s wire form into
+    /// Serializes events `first..first+count` for a batch of `route` into
     /// `out`; returns the `/raw` query of the first event, and the events
     /// that cannot be read (for dead letters).
     pub fn write_events(
         &self,
         resolver: &Resolver<'_>,
+        enrich: Option<&Enricher>,
         first: u64,
         count: u64,
         route: Route,
@@ -146,6 +182,7 @@ impl Loaded {
     ) -> (Option<String>, Vec<BadEvent>) {
         let mut bad = Vec::new();
         let mut query = None;
+        let enrich = enrich.map(|en| (en, self.meta.token.as_str()));
         for e in resolver
             .events(&self.meta, &self.decoded)
             .skip(first as usize)
@@ -156,7 +193,7 @@ impl Loaded {
                     if query.is_none() && route == Route::Raw {
                         query = Some(raw_query(&e));
                     }
-                    write_routed(&e, route, out);
+                    render(&e, enrich, route == Route::Raw, out);
                 }
                 Err(b) => bad.push(b),
             }
@@ -164,27 +201,24 @@ impl Loaded {
         (query, bad)
     }
 
-    /// Each event from `first` on: its route and wire bytes (for batching).
+    /// Each event from `first` on, rendered (for batching): how, and its bytes.
     /// Without `allow_raw` (the file output) every event is HEC JSON.
     pub fn each_event<'s>(
         &'s self,
         resolver: &'s Resolver<'s>,
+        enrich: Option<&'s Enricher>,
         first: u64,
         allow_raw: bool,
-    ) -> impl Iterator<Item = Result<(Route, Vec<u8>), BadEvent>> + 's {
+    ) -> impl Iterator<Item = Result<(Rendered, Vec<u8>), BadEvent>> + 's {
+        let enrich = enrich.map(|en| (en, self.meta.token.as_str()));
         resolver
             .events(&self.meta, &self.decoded)
             .skip(first as usize)
             .map(move |e| {
                 e.map(|e| {
-                    let route = if allow_raw {
-                        route_of(&e)
-                    } else {
-                        Route::Event
-                    };
-                    let mut v = Vec::with_capacity(512);
-                    write_routed(&e, route, &mut v);
-                    (route, v)
+                    let mut v = Vec::with_capacity(1024);
+                    let r = render(&e, enrich, allow_raw, &mut v);
+                    (r, v)
                 })
             })
     }
@@ -222,13 +256,16 @@ mod tests {
             token: TokenDefaults::default(),
             hostname: "n",
         };
-        let routes: Vec<Route> = l.each_event(&r, 0, true).map(|e| e.unwrap().0).collect();
+        let routes: Vec<Route> = l
+            .each_event(&r, None, 0, true)
+            .map(|e| e.unwrap().0.route)
+            .collect();
         assert_eq!(routes, vec![Route::Event, Route::Raw]);
         assert!(l
-            .each_event(&r, 0, false)
-            .all(|e| e.unwrap().0 == Route::Event));
+            .each_event(&r, None, 0, false)
+            .all(|e| e.unwrap().0.route == Route::Event));
         let mut out = Vec::new();
-        let (q, bad) = l.write_events(&r, 1, 1, Route::Raw, &mut out);
+        let (q, bad) = l.write_events(&r, None, 1, 1, Route::Raw, &mut out);
         assert!(bad.is_empty());
         assert_eq!(out, b"plain text line\n");
         assert_eq!(

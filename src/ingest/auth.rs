@@ -84,6 +84,7 @@ mod tests {
                 allow_query_token: query,
                 allowed_indexes: vec![],
                 disabled,
+                final_pass_system: None,
             },
             secret: TokenSecret::new(value),
         }
