@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use flate2::read::MultiGzDecoder;
 use sluice::app;
 use sluice::config::Config;
-use sluice::loadgen::{self, LoadgenOptions};
+use sluice::loadgen::{self, Input, LoadgenOptions};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -159,13 +159,14 @@ max_compressed_bytes = 8388608
         token: TOKEN.into(),
         ca: ca.clone(),
         insecure: false,
-        files: files.clone(),
+        input: Input::Files(files.clone()),
         batch_lines: 10_000,
         concurrency: 4,
         duration,
         events,
         http1: false,
         rate: None,
+        gzip_level: 6,
     };
 
     // 1. Steady state: ingest and forward at once.

@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use sluice::admin_client::QueueAccess;
 use sluice::app::{self, Endpoints, TokenSource};
 use sluice::config::{Config, LogFormat};
-use sluice::loadgen::{self, LoadgenOptions};
+use sluice::loadgen::scenario::{ScenarioOptions, Timestamps};
+use sluice::loadgen::{self, Input, LoadgenOptions};
 use sluice::queue::{Queue, QueueError, QueueLimits};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -161,6 +162,34 @@ struct LoadgenArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Generate traffic instead of reading --file: `ddos` is Magic Transit
+    /// traffic with SYN floods, DNS reflection, Advanced TCP Protection and
+    /// Magic Firewall drops.
+    #[arg(long, value_enum, conflicts_with = "file")]
+    scenario: Option<ScenarioKind>,
+    /// Datetime form of generated samples.
+    #[arg(long, value_enum, default_value = "rfc3339", requires = "scenario")]
+    timestamps: Timestamps,
+    /// Generate Cloudflare's legacy field names (IPTtl, TCPMss, …).
+    #[arg(long, requires = "scenario")]
+    legacy_names: bool,
+    /// Seed of the generated traffic (the same seed sends the same samples).
+    #[arg(long, default_value_t = 1, requires = "scenario")]
+    seed: u64,
+    /// Write the ground truth of the accepted samples to this JSON file (the
+    /// shape of ../shared/samples/*.truth.json).
+    #[arg(long, requires = "scenario")]
+    truth: Option<PathBuf>,
+    /// gzip level of request bodies (6 is Go's default, which Logpush uses).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    gzip_level: u32,
+}
+
+/// Generated traffic kinds.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScenarioKind {
+    /// Magic Transit traffic under attack.
+    Ddos,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -407,14 +436,21 @@ async fn loadgen(args: LoadgenArgs) -> Result<()> {
         let p = PathBuf::from("data/tls/ca.pem");
         (!args.insecure && p.is_file()).then_some(p)
     });
-    let files = if args.file.is_empty() {
-        loadgen::default_files()
-    } else {
-        args.file
+    let input = match args.scenario {
+        Some(ScenarioKind::Ddos) => Input::Scenario(ScenarioOptions {
+            timestamps: args.timestamps,
+            legacy_names: args.legacy_names,
+            seed: args.seed,
+        }),
+        None if args.file.is_empty() => {
+            let files = loadgen::default_files();
+            if files.is_empty() {
+                bail!("no --file given and ../shared/samples has no .ndjson files");
+            }
+            Input::Files(files)
+        }
+        None => Input::Files(args.file),
     };
-    if files.is_empty() {
-        bail!("no --file given and ../shared/samples has no .ndjson files");
-    }
     let duration = match (args.duration, args.events) {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d,
@@ -425,17 +461,23 @@ async fn loadgen(args: LoadgenArgs) -> Result<()> {
             token,
             ca,
             insecure: args.insecure,
-            files,
+            input,
             batch_lines: args.batch_lines,
             concurrency: args.concurrency,
             duration,
             events: args.events,
             http1: args.http1,
             rate: args.rate,
+            gzip_level: args.gzip_level,
         },
         |line| eprintln!("{line}"),
     )
     .await?;
+    if let (Some(path), Some(truth)) = (&args.truth, &report.truth) {
+        let text = serde_json::to_string_pretty(truth)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write the ground truth to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -207,3 +207,302 @@ pub fn enrich_line(enricher: &Enricher, line: &[u8], token: &str) -> Option<Vec<
     e.write_event(&mut out);
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::enrich::EnrichConfig;
+    use serde_json::{json, Map, Value};
+    use std::collections::BTreeMap;
+
+    fn sample_text(name: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples/");
+        std::fs::read_to_string(format!("{dir}{name}")).unwrap()
+    }
+
+    fn enricher(trim: TrimMode) -> Enricher {
+        let config = EnrichConfig {
+            trim,
+            ..EnrichConfig::default()
+        };
+        Enricher::new(&config, &[]).unwrap().unwrap()
+    }
+
+    fn enriched(e: &Enricher, line: &str) -> Map<String, Value> {
+        let out = enrich_line(e, line.as_bytes(), "t").expect("a sample");
+        serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    const FILES: [(&str, &str); 3] = [
+        ("nal-rfc3339.ndjson", "nal-rfc3339.truth.json"),
+        ("nal-unixnano.ndjson", "nal-unixnano.truth.json"),
+        ("nal-legacy-unix.ndjson", "nal-legacy-unix.truth.json"),
+    ];
+
+    #[test]
+    fn enriched_samples_add_up_to_the_ground_truth() {
+        for trim in [TrimMode::None, TrimMode::Empty, TrimMode::Compact] {
+            let e = enricher(trim);
+            for (file, truth) in FILES {
+                let truth: Value = serde_json::from_str(&sample_text(truth)).unwrap();
+                let (mut packets, mut bytes) = (0u64, 0u64);
+                let mut by: BTreeMap<String, u64> = BTreeMap::new();
+                let mut est_by: BTreeMap<String, u64> = BTreeMap::new();
+                for line in sample_text(file).lines() {
+                    let v = enriched(&e, line);
+                    for (old, _) in sample::LEGACY_NAMES {
+                        assert!(!v.contains_key(*old), "{file}: {old} left");
+                    }
+                    let key = format!(
+                        "{}/{}",
+                        v["MitigationSystem"].as_str().unwrap(),
+                        v["Outcome"].as_str().unwrap()
+                    );
+                    *by.entry(key.clone()).or_default() += 1;
+                    *est_by.entry(key).or_default() += v["est_packets"].as_u64().unwrap();
+                    if v["counted"] == json!(true) && v["Outcome"] == "pass" {
+                        packets += v["est_packets"].as_u64().unwrap();
+                        bytes += v["est_bytes"].as_u64().unwrap();
+                    }
+                }
+                assert_eq!(
+                    packets,
+                    truth["true_passed_packets"].as_u64().unwrap(),
+                    "{file} {trim:?}"
+                );
+                assert_eq!(
+                    bytes,
+                    truth["true_passed_bytes"].as_u64().unwrap(),
+                    "{file}"
+                );
+                for (k, n) in truth["by_system_outcome"].as_object().unwrap() {
+                    assert_eq!(by.get(k).copied(), n.as_u64(), "{file} {k}");
+                }
+                for (k, n) in truth["est_packets_by_system_outcome"].as_object().unwrap() {
+                    assert_eq!(est_by.get(k).copied(), n.as_u64(), "{file} {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_timestamp_form_gives_the_same_time() {
+        // The three files hold the same scenario shape; compare each sample's
+        // time with its Datetime read independently.
+        let e = enricher(TrimMode::Empty);
+        for (file, _) in FILES {
+            for line in sample_text(file).lines() {
+                let orig: Value = serde_json::from_str(line).unwrap();
+                let want = match &orig["Datetime"] {
+                    Value::String(s) => {
+                        let t = time::OffsetDateTime::parse(
+                            s,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .unwrap();
+                        t.unix_timestamp_nanos() as f64 / 1e9
+                    }
+                    Value::Number(n) if n.as_u64().unwrap() > 10_000_000_000 => {
+                        n.as_u64().unwrap() as f64 / 1e9
+                    }
+                    Value::Number(n) => n.as_f64().unwrap(),
+                    other => panic!("{other}"),
+                };
+                let got = e.sample(line.as_bytes(), "t").unwrap().time().unwrap();
+                assert!((got - want).abs() < 1e-6, "{file}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_stay_and_enrichment_is_idempotent() {
+        let e = enricher(TrimMode::Compact);
+        let line = r#"{"Datetime":"2026-11-20T10:00:04.5Z","MitigationSystem":"flowtrackd","Outcome":"drop","NewField2027":{"a":[1,2]},"We\"ird":"x","IPSourceAddress":"2001:db8::1","IPDestinationAddress":"2001:db8:100::1","IPProtocol":6,"SampleInterval":"100","IPTotalLength":60,"est_packets":7}"#;
+        let v = enriched(&e, line);
+        assert_eq!(v["NewField2027"], json!({"a":[1,2]}));
+        assert_eq!(v["We\"ird"], "x");
+        assert_eq!(v["est_packets"], 100, "ours replaces a stale one");
+        assert_eq!(
+            (v["est_bytes"].clone(), v["ip_version"].clone()),
+            (json!(6000), json!(6))
+        );
+        assert_eq!(v["mitigation_system_name"], "Advanced TCP Protection");
+        assert_eq!(v["counted"], true, "drops always count");
+        let again = enrich_line(&e, &serde_json::to_vec(&v).unwrap(), "t").unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Map<String, Value>>(&again).unwrap(),
+            v
+        );
+    }
+
+    #[test]
+    fn non_samples_are_left_alone() {
+        let e = enricher(TrimMode::Empty);
+        for line in [
+            "plain text",
+            "{\"event\":\"x\"}",
+            "{\"MitigationSystem\":\"dosd\"}",
+            "{\"MitigationSystem\":\"dosd\",\"Datetime\":1,",
+            "[{\"MitigationSystem\":\"dosd\",\"Datetime\":1}]",
+            "",
+        ] {
+            assert!(e.sample(line.as_bytes(), "t").is_none(), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_final_pass_system_can_differ_per_token() {
+        let mut spectrum = crate::config::Config::parse(
+            "[[tokens]]\nname = \"spectrum\"\ntoken = \"x\"\nfinal_pass_system = \"dosd\"\n",
+        )
+        .unwrap();
+        spectrum.enrich.assets = None;
+        let e = Enricher::new(&spectrum.enrich, &spectrum.tokens)
+            .unwrap()
+            .unwrap();
+        let line = r#"{"Datetime":1795168804,"MitigationSystem":"dosd","Outcome":"pass"}"#;
+        assert!(
+            e.sample(line.as_bytes(), "spectrum")
+                .unwrap()
+                .derived()
+                .counted
+        );
+        assert!(
+            !e.sample(line.as_bytes(), "logpush")
+                .unwrap()
+                .derived()
+                .counted
+        );
+        let off = EnrichConfig {
+            enabled: false,
+            ..EnrichConfig::default()
+        };
+        assert!(Enricher::new(&off, &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn indexed_fields_and_asset_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("assets.csv");
+        std::fs::write(
+            &csv,
+            "cidr,site,customer\n203.0.113.0/24,fra,Example\n203.0.113.35/32,fra,DNS host\n",
+        )
+        .unwrap();
+        let config = EnrichConfig {
+            assets: Some(csv),
+            indexed_fields: vec![
+                "MitigationSystem".into(),
+                "AttackID".into(),
+                "DestinationPort".into(),
+                "IPTtl".into(),
+            ],
+            ..EnrichConfig::default()
+        };
+        let e = Enricher::new(&config, &[]).unwrap().unwrap();
+        let line = sample_text("nal-rfc3339.ndjson")
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let s = e.sample(line.as_bytes(), "t").unwrap();
+        let mut fields = b"{".to_vec();
+        s.write_indexed_fields(&mut fields);
+        fields.extend_from_slice(b"\"z\":1}");
+        let f: Value = serde_json::from_slice(&fields).unwrap();
+        assert_eq!(f["mitigation_system"], "dosd");
+        assert_eq!(f["attack_id"], "e8d28a79023c39c200661fccd268a29a");
+        assert_eq!(f["destination_port"], "31494", "indexed values are strings");
+        assert_eq!(f["ipttl"], "50", "legacy name in config, current in data");
+        let v = enriched(&e, &line);
+        assert_eq!(
+            (v["asset_site"].as_str(), v["asset_customer"].as_str()),
+            (Some("fra"), Some("DNS host"))
+        );
+        // An empty AttackID is not indexed.
+        let pass = sample_text("nal-rfc3339.ndjson")
+            .lines()
+            .find(|l| l.contains("\"AttackID\":\"\""))
+            .unwrap()
+            .to_string();
+        let mut fields = Vec::new();
+        e.sample(pass.as_bytes(), "t")
+            .unwrap()
+            .write_indexed_fields(&mut fields);
+        assert!(!String::from_utf8(fields).unwrap().contains("attack_id"));
+    }
+
+    /// Fields a dashboard or the CIM Network Traffic mapping reads.
+    const NEEDED: &[&str] = &[
+        "Datetime",
+        "MitigationSystem",
+        "Outcome",
+        "Direction",
+        "ColoCode",
+        "ColoCountry",
+        "IPSourceAddress",
+        "IPDestinationAddress",
+        "IPProtocol",
+        "SourcePort",
+        "DestinationPort",
+        "SourceASN",
+        "SourceASNName",
+        "SourceCountry",
+        "DestinationCountry",
+        "SampleInterval",
+        "IPTotalLength",
+        "AttackID",
+        "AttackVector",
+        "RuleID",
+        "RuleName",
+        "RulesetID",
+        "MitigationReason",
+        "TCPFlags",
+        "ICMPType",
+        "ICMPCode",
+        "ProtocolState",
+        "IPTTL",
+    ];
+
+    #[test]
+    fn trimming_keeps_what_dashboards_need_and_applicable_zeros() {
+        let groups = |k: &str, proto: u64, v6: bool| {
+            let tcp = !k.starts_with("TCP") || proto == 6;
+            let udp = !k.starts_with("UDP") || proto == 17;
+            let icmp = !k.starts_with("ICMP") || proto == 1 || proto == 58;
+            let gre = !k.starts_with("GRE") || proto == 47;
+            let ip = !(k.starts_with("IPv4") && v6 || k.starts_with("IPv6") && !v6);
+            tcp && udp && icmp && gre && ip
+        };
+        for trim in [TrimMode::Empty, TrimMode::Compact] {
+            let e = enricher(trim);
+            for (file, _) in FILES {
+                for line in sample_text(file).lines() {
+                    let mut s = Sample::parse(line.as_bytes()).unwrap();
+                    s.normalize_names();
+                    let orig: Map<String, Value> = s
+                        .pairs()
+                        .map(|(k, v)| (k.to_string(), serde_json::from_str(v.get()).unwrap()))
+                        .collect();
+                    let v = enriched(&e, line);
+                    let proto = orig["IPProtocol"].as_u64().unwrap();
+                    let v6 = orig["IPSourceAddress"].as_str().unwrap().contains(':');
+                    for k in NEEDED {
+                        let o = &orig[*k];
+                        if o != "" && groups(k, proto, v6) {
+                            assert_eq!(v.get(*k), Some(o), "{file} {trim:?}: {k} lost");
+                        }
+                    }
+                    for (k, o) in &orig {
+                        if o == 0 && groups(k, proto, v6) && trim == TrimMode::Empty {
+                            assert_eq!(v.get(k), Some(o), "{file}: applicable zero {k} dropped");
+                        }
+                        if !groups(k, proto, v6) || o == "" {
+                            assert!(!v.contains_key(k), "{file}: {k} kept");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -273,4 +273,66 @@ mod tests {
             Some("host=edge+one&sourcetype=cloudflare%3Anetwork_analytics&index=cf")
         );
     }
+
+    #[test]
+    fn samples_are_enriched_and_broken_lines_pass_unchanged() {
+        let sample = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","Outcome":"drop","SampleInterval":10,"IPTotalLength":60,"DNSQueryName":""}"#;
+        let broken = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","#;
+        let body = format!("{sample}\n{broken}\nplain\n");
+        let meta = RecordMeta {
+            endpoint: DataEndpoint::Raw,
+            token: "t".into(),
+            channel: None,
+            sourcetype: None,
+            source: None,
+            host: None,
+            index: None,
+            received_ms: 1_000,
+            events: 3,
+            encoding: BodyEncoding::Identity,
+            decoded_bytes: body.len() as u64,
+        };
+        let l = Loaded {
+            id: 0,
+            meta,
+            decoded: body.clone().into_bytes(),
+        };
+        let r = Resolver {
+            overrides: Overrides::default(),
+            token: TokenDefaults::default(),
+            hostname: "n",
+        };
+        let config = crate::config::enrich::EnrichConfig::default();
+        let en = Enricher::new(&config, &[]).unwrap().unwrap();
+        let out: Vec<(Rendered, Vec<u8>)> = l
+            .each_event(&r, Some(&en), 0, true)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(out[0].0.route, Route::Event);
+        assert_eq!(out[0].0.sample_time, Some(1_795_168_804.0));
+        let v: serde_json::Value = serde_json::from_slice(&out[0].1).unwrap();
+        assert_eq!(v["time"], 1_795_168_804.0);
+        assert_eq!(v["sourcetype"], NAL_SOURCETYPE);
+        assert_eq!(v["event"]["est_bytes"], 600);
+        assert!(v["event"].get("DNSQueryName").is_none());
+        assert_eq!(v["fields"]["outcome"], "drop");
+        assert_eq!(
+            v["fields"]["event_id"],
+            crate::forward::event::EventId::of(sample.as_bytes()).to_string()
+        );
+        // Not a sample: exactly as it came, on /raw (no sourcetype asks for /event).
+        assert_eq!(
+            out[1].0,
+            Rendered {
+                route: Route::Raw,
+                sample_time: None
+            }
+        );
+        assert_eq!(out[1].1, format!("{broken}\n").into_bytes());
+        assert_eq!(out[2].1, b"plain\n");
+        // The same events written again for a resend are byte-identical.
+        let mut again = Vec::new();
+        l.write_events(&r, Some(&en), 0, 1, Route::Event, &mut again);
+        assert_eq!(again, out[0].1);
+    }
 }

@@ -1,11 +1,15 @@
 //! `sluice loadgen`: sends NDJSON to a HEC `/raw` endpoint the way Logpush does
 //! (gzip batches, `?channel=<guid>&sourcetype=cloudflare:network_analytics`,
 //! `Authorization: Splunk …`, HTTP/2) and reports throughput, HEC codes and
-//! latency.
+//! latency. The input is NDJSON files, or `--scenario ddos` (see
+//! [`scenario`]), which also keeps the ground truth of what was accepted.
+
+pub mod scenario;
 
 use crate::hec::Channel;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use scenario::{Scenario, ScenarioOptions, Truth};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -44,8 +48,8 @@ pub struct LoadgenOptions {
     pub ca: Option<PathBuf>,
     /// Skip certificate verification.
     pub insecure: bool,
-    /// NDJSON input files, sent round-robin and repeated.
-    pub files: Vec<PathBuf>,
+    /// What to send.
+    pub input: Input,
     /// Lines per request.
     pub batch_lines: usize,
     /// Requests in flight.
@@ -58,6 +62,17 @@ pub struct LoadgenOptions {
     pub http1: bool,
     /// Target events per second (paced per request); `None` sends as fast as possible.
     pub rate: Option<f64>,
+    /// gzip level of request bodies (6 is Go's default, which Logpush uses).
+    pub gzip_level: u32,
+}
+
+/// Where the lines come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// NDJSON files, sent round-robin and repeated.
+    Files(Vec<PathBuf>),
+    /// Generated traffic (`--scenario ddos`).
+    Scenario(ScenarioOptions),
 }
 
 /// The final numbers.
@@ -87,12 +102,62 @@ pub struct LoadgenReport {
     pub p99_ms: f64,
     /// HTTP version used.
     pub http_version: String,
+    /// With a scenario: the ground truth of the accepted events.
+    #[serde(skip)]
+    pub truth: Option<Truth>,
 }
 
+#[derive(Clone)]
 struct Batch {
     gz: bytes::Bytes,
     lines: u64,
     decoded: u64,
+    truth: Option<Truth>,
+}
+
+fn compress(raw: &[u8], level: u32) -> bytes::Bytes {
+    let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 8), Compression::new(level));
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(raw);
+    enc.finish().unwrap_or_default().into()
+}
+
+/// Batches to send: a few pre-compressed ones cycled, or generated live.
+enum Batches {
+    Fixed(Vec<Batch>),
+    Live(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Batch>>),
+}
+
+impl Batches {
+    async fn get(&self, n: u64) -> Option<Batch> {
+        match self {
+            Batches::Fixed(b) => b.get(n as usize % b.len().max(1)).cloned(),
+            Batches::Live(rx) => rx.lock().await.recv().await,
+        }
+    }
+}
+
+/// Generates scenario batches on a thread of its own, so sending never waits on gzip.
+fn live_batches(opts: ScenarioOptions, lines: usize, level: u32, depth: usize) -> Batches {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+    std::thread::spawn(move || {
+        let mut scenario = Scenario::new(opts);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let truth = scenario.next_batch(lines, &mut raw);
+            let batch = Batch {
+                gz: compress(&raw, level),
+                lines: lines as u64,
+                decoded: raw.len() as u64,
+                truth: Some(truth),
+            };
+            if tx.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    Batches::Live(tokio::sync::Mutex::new(rx))
 }
 
 /// The default input: `../shared/samples/*.ndjson`.
@@ -130,7 +195,7 @@ fn read_lines(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, LoadgenError> {
 }
 
 /// Pre-compresses a few distinct batches so sending costs no client CPU for gzip.
-fn make_batches(lines: &[Vec<u8>], batch_lines: usize) -> Vec<Batch> {
+fn make_batches(lines: &[Vec<u8>], batch_lines: usize, level: u32) -> Vec<Batch> {
     let distinct = (lines.len() / batch_lines.max(1)).clamp(1, 8);
     (0..distinct)
         .map(|b| {
@@ -139,15 +204,11 @@ fn make_batches(lines: &[Vec<u8>], batch_lines: usize) -> Vec<Batch> {
                 raw.extend_from_slice(&lines[(b * batch_lines + i) % lines.len()]);
                 raw.push(b'\n');
             }
-            // Level 6 is Go's gzip default, which Logpush's Go client uses.
-            let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 8), Compression::default());
-            // Writing into a Vec cannot fail.
-            let _ = enc.write_all(&raw);
-            let gz = enc.finish().unwrap_or_default();
             Batch {
-                gz: gz.into(),
+                gz: compress(&raw, level),
                 lines: batch_lines as u64,
                 decoded: raw.len() as u64,
+                truth: None,
             }
         })
         .collect()
@@ -167,8 +228,15 @@ pub async fn run(
     opts: LoadgenOptions,
     progress: impl Fn(String),
 ) -> Result<LoadgenReport, LoadgenError> {
-    let lines = read_lines(&opts.files)?;
-    let batches = Arc::new(make_batches(&lines, opts.batch_lines.max(1)));
+    let batch_lines = opts.batch_lines.max(1);
+    let level = opts.gzip_level.min(9);
+    let batches = Arc::new(match &opts.input {
+        Input::Files(files) => {
+            Batches::Fixed(make_batches(&read_lines(files)?, batch_lines, level))
+        }
+        Input::Scenario(s) => live_batches(*s, batch_lines, level, opts.concurrency * 2),
+    });
+    let truth = Arc::new(Mutex::new(Truth::default()));
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .pool_max_idle_per_host(opts.concurrency)
@@ -214,6 +282,7 @@ pub async fn run(
     let mut tasks = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
         let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+        let truth = Arc::clone(&truth);
         let (batches, counters, codes, latencies, version, stop, next) = (
             Arc::clone(&batches),
             Arc::clone(&counters),
@@ -224,10 +293,10 @@ pub async fn run(
             Arc::clone(&next),
         );
         let (limit_events, limit_time) = (opts.events, opts.duration);
-        let pace = opts.rate.filter(|r| *r > 0.0).map(|r| {
-            let lines = batches.first().map_or(1, |b| b.lines) as f64;
-            Duration::from_secs_f64(lines / r)
-        });
+        let pace = opts
+            .rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(batch_lines as f64 / r));
         tasks.push(tokio::spawn(async move {
             loop {
                 if stop.load(Ordering::Relaxed)
@@ -240,7 +309,9 @@ pub async fn run(
                     let due = started + every.mul_f64(n as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let batch = &batches[(n as usize) % batches.len()];
+                let Some(batch) = batches.get(n).await else {
+                    break;
+                };
                 if let Some(max) = limit_events {
                     let before = counters
                         .events_sent
@@ -293,6 +364,9 @@ pub async fn run(
                             counters
                                 .decoded_accepted
                                 .fetch_add(batch.decoded, Ordering::Relaxed);
+                            if let Some(t) = &batch.truth {
+                                truth.lock().unwrap_or_else(|e| e.into_inner()).merge(t);
+                            }
                         }
                         format!("{status}/{code}")
                     }
@@ -355,6 +429,8 @@ pub async fn run(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         http_version,
+        truth: matches!(opts.input, Input::Scenario(_))
+            .then(|| truth.lock().unwrap_or_else(|e| e.into_inner()).clone()),
     })
 }
 
@@ -365,7 +441,7 @@ mod tests {
     #[test]
     fn batches_cycle_lines() {
         let lines = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
-        let b = make_batches(&lines, 2);
+        let b = make_batches(&lines, 2, 6);
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].lines, 2);
         assert_eq!(b[0].decoded, 4);
