@@ -1,7 +1,11 @@
 //! End to end with indexer acks, on loopback: `sluice loadgen` → Sluice →
 //! a sink that only gunzips, counts and acks. Prints events/s, MB/s and the
 //! process RSS while a backlog drains. Client, Sluice and sink share the
-//! machine's cores. Run: `cargo bench --bench forward_e2e [-- SECONDS BACKLOG_GB]`.
+//! machine's cores. Run:
+//! `cargo bench --bench forward_e2e [-- SECONDS BACKLOG_GB [TRIM [INPUT]]]`
+//! with TRIM `off` (enrichment off), `none`, `empty` (default) or `compact`,
+//! and INPUT `files` (the shared samples, default) or `ddos` (the
+//! `loadgen --scenario ddos` generator, gzip level 1).
 
 mod common;
 use common::rss_mb;
@@ -10,6 +14,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use flate2::read::MultiGzDecoder;
 use sluice::app;
 use sluice::config::Config;
+use sluice::loadgen::scenario::{ScenarioOptions, Timestamps};
 use sluice::loadgen::{self, Input, LoadgenOptions};
 use std::collections::HashMap;
 use std::io::Read;
@@ -84,6 +89,20 @@ async fn run() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(15);
     let backlog_gb: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let trim = args.get(3).map_or("empty", String::as_str);
+    let enrich = match trim {
+        "off" => "enabled = false".to_string(),
+        t => format!("trim = {t:?}"),
+    };
+    let ddos = args.get(4).is_some_and(|a| a == "ddos");
+    println!(
+        "enrichment: {trim}; input: {}",
+        if ddos {
+            "loadgen --scenario ddos"
+        } else {
+            "shared sample files"
+        }
+    );
 
     let sink = web::Data::new(Sink::default());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
@@ -134,6 +153,8 @@ ack_poll_interval = "200ms"
 retry_initial = "100ms"
 retry_max = "1s"
 max_compressed_bytes = 8388608
+[enrich]
+{enrich}
 "#,
         dir = dir.path().display()
     );
@@ -159,14 +180,22 @@ max_compressed_bytes = 8388608
         token: TOKEN.into(),
         ca: ca.clone(),
         insecure: false,
-        input: Input::Files(files.clone()),
+        input: if ddos {
+            Input::Scenario(ScenarioOptions {
+                timestamps: Timestamps::Rfc3339,
+                legacy_names: false,
+                seed: 1,
+            })
+        } else {
+            Input::Files(files.clone())
+        },
         batch_lines: 10_000,
         concurrency: 4,
         duration,
         events,
         http1: false,
         rate: None,
-        gzip_level: 6,
+        gzip_level: if ddos { 1 } else { 6 },
     };
 
     // 1. Steady state: ingest and forward at once.

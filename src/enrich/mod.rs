@@ -13,6 +13,7 @@ use crate::config::enrich::{EnrichConfig, TrimMode};
 use crate::config::TokenConfig;
 use assets::{AssetError, AssetTable};
 use sample::{Derived, Sample};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use trim::Facts;
@@ -82,8 +83,7 @@ impl Enricher {
         if t.first() != Some(&b'{') {
             return None;
         }
-        let mut sample = Sample::parse(t)?;
-        sample.normalize_names();
+        let sample = Sample::parse(t)?;
         let derived = sample.derived(self.final_pass_system(token));
         let facts = Facts::of(&sample);
         let time = sample.time();
@@ -108,14 +108,23 @@ fn write_key(out: &mut Vec<u8>, key: &str, first: &mut bool) {
         out.push(b',');
     }
     *first = false;
-    // Keys that arrived without escapes need none; others are re-escaped.
-    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
-    } else {
-        let _ = serde_json::to_writer(&mut *out, key);
-        out.push(b':');
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A received key: borrowed ones had no escapes in the input and need none.
+fn write_received_key(out: &mut Vec<u8>, key: &Cow<'_, str>, first: &mut bool) {
+    match key {
+        Cow::Borrowed(k) => write_key(out, k, first),
+        Cow::Owned(k) => {
+            if !*first {
+                out.push(b',');
+            }
+            *first = false;
+            let _ = serde_json::to_writer(&mut *out, k);
+            out.push(b':');
+        }
     }
 }
 
@@ -149,7 +158,7 @@ impl Enriched<'_> {
             if !trim::keep(e.trim, key, value, &self.facts) {
                 continue;
             }
-            write_key(out, key, &mut first);
+            write_received_key(out, key, &mut first);
             out.extend_from_slice(value.get().as_bytes());
         }
         let d = &self.derived;
@@ -478,8 +487,7 @@ mod tests {
             let e = enricher(trim);
             for (file, _) in FILES {
                 for line in sample_text(file).lines() {
-                    let mut s = Sample::parse(line.as_bytes()).unwrap();
-                    s.normalize_names();
+                    let s = Sample::parse(line.as_bytes()).unwrap();
                     let orig: Map<String, Value> = s
                         .pairs()
                         .map(|(k, v)| (k.to_string(), serde_json::from_str(v.get()).unwrap()))

@@ -28,6 +28,30 @@ pub const LEGACY_NAMES: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub struct Sample<'a> {
     fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Position in `fields` of each of [`KNOWN`] (`u8::MAX`: absent).
+    known: [u8; KNOWN.len()],
+}
+
+/// Fields enrichment reads on every sample, found once at parse time.
+const KNOWN: [&str; 11] = [
+    "MitigationSystem",
+    "Datetime",
+    "SampleInterval",
+    "IPTotalLength",
+    "Outcome",
+    "IPSourceAddress",
+    "IPDestinationAddress",
+    "IPProtocol",
+    "TCPFlags",
+    "TCPOptions",
+    "IPTTL",
+];
+
+fn current_name(key: &str) -> Option<&'static str> {
+    LEGACY_NAMES
+        .iter()
+        .find(|(old, _)| *old == key)
+        .map(|(_, new)| *new)
 }
 
 struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -43,6 +67,7 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Fields<'de>, A::Error> {
                 let mut out = Vec::with_capacity(96);
                 while let Some((Text(k), v)) = m.next_entry::<Text<'de>, &'de RawValue>()? {
+                    let k = current_name(&k).map_or(k, Cow::Borrowed);
                     out.push((k, v));
                 }
                 Ok(Fields(out))
@@ -91,16 +116,31 @@ pub struct Derived {
 }
 
 impl<'a> Sample<'a> {
-    /// Parses a line; `None` unless it is a JSON object with `MitigationSystem` and `Datetime`.
+    /// Parses a line (legacy names renamed to current ones); `None` unless
+    /// it is a UTF-8 JSON object with `MitigationSystem` and `Datetime`.
     pub fn parse(line: &'a [u8]) -> Option<Sample<'a>> {
-        let Fields(fields) = serde_json::from_slice(line).ok()?;
-        let s = Sample { fields };
+        // One UTF-8 check for the whole line, so values need none of their own.
+        let text = std::str::from_utf8(line).ok()?;
+        let Fields(fields) = serde_json::from_str(text).ok()?;
+        let mut known = [u8::MAX; KNOWN.len()];
+        for (i, (k, _)) in fields.iter().enumerate().take(usize::from(u8::MAX)) {
+            if let Some(slot) = KNOWN.iter().position(|n| *n == k.as_ref()) {
+                if known[slot] == u8::MAX {
+                    known[slot] = i as u8;
+                }
+            }
+        }
+        let s = Sample { fields, known };
         (s.raw_value("MitigationSystem").is_some() && s.raw_value("Datetime").is_some())
             .then_some(s)
     }
 
     /// A field's value as received.
     pub fn raw_value(&self, key: &str) -> Option<&'a RawValue> {
+        if let Some(slot) = KNOWN.iter().position(|n| *n == key) {
+            let i = self.known[slot];
+            return (i != u8::MAX).then(|| self.fields[usize::from(i)].1);
+        }
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
@@ -122,15 +162,6 @@ impl<'a> Sample<'a> {
         match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
             Some(inner) => inner.parse().ok(),
             None => raw.parse().ok(),
-        }
-    }
-
-    /// Renames legacy fields to their current names (values untouched).
-    pub fn normalize_names(&mut self) {
-        for (k, _) in &mut self.fields {
-            if let Some((_, new)) = LEGACY_NAMES.iter().find(|(old, _)| *old == k.as_ref()) {
-                *k = Cow::Borrowed(new);
-            }
         }
     }
 
@@ -217,8 +248,7 @@ mod tests {
             let mut by: BTreeMap<String, u64> = BTreeMap::new();
             let mut records = 0;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let mut s = Sample::parse(line.as_bytes()).expect("a sample");
-                s.normalize_names();
+                let s = Sample::parse(line.as_bytes()).expect("a sample");
                 assert!(
                     s.keys()
                         .all(|k| LEGACY_NAMES.iter().all(|(old, _)| *old != k)),

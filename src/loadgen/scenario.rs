@@ -839,8 +839,7 @@ mod tests {
                 text.contains("\"Datetime\":17") || text.contains("\"Datetime\":18"),
                 "{text}"
             );
-            let mut s = Sample::parse(line).unwrap();
-            s.normalize_names();
+            let s = Sample::parse(line).unwrap();
             let d = s.derived("magic-firewall");
             let key = format!(
                 "{}/{}",
