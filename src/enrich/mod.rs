@@ -113,19 +113,18 @@ fn write_key(out: &mut Vec<u8>, key: &str, first: &mut bool) {
     out.extend_from_slice(b"\":");
 }
 
-/// A received key: borrowed ones had no escapes in the input and need none.
-fn write_received_key(out: &mut Vec<u8>, key: &Cow<'_, str>, first: &mut bool) {
-    match key {
-        Cow::Borrowed(k) => write_key(out, k, first),
-        Cow::Owned(k) => {
-            if !*first {
-                out.push(b',');
-            }
-            *first = false;
-            let _ = serde_json::to_writer(&mut *out, k);
-            out.push(b':');
-        }
+/// A received key: one that arrived without escapes (borrowed from the
+/// input) needs none; others are escaped again.
+fn write_received_key(out: &mut Vec<u8>, key: &str, had_escapes: bool, first: &mut bool) {
+    if !had_escapes {
+        return write_key(out, key, first);
     }
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
 }
 
 fn write_str(out: &mut Vec<u8>, value: &str) {
@@ -158,7 +157,8 @@ impl Enriched<'_> {
             if !trim::keep(e.trim, key, value, &self.facts) {
                 continue;
             }
-            write_received_key(out, key, &mut first);
+            let had_escapes = matches!(key, Cow::Owned(_));
+            write_received_key(out, key, had_escapes, &mut first);
             out.extend_from_slice(value.get().as_bytes());
         }
         let d = &self.derived;
