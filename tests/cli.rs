@@ -335,3 +335,60 @@ async fn embedded_defaults_generate_tls_and_token_once() {
     assert!(!all.contains(env_token), "env token printed: {all}");
     assert!(!all.contains("Generated HEC token"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_scenario_writes_its_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path()).await;
+    let truth_path = dir.path().join("truth.json");
+    let mut cmd = sluice_command();
+    cmd.arg("loadgen")
+        .args(["--url", &server.base, "--token", TOKEN, "--ca"])
+        .arg(&server.ca)
+        .args([
+            "--scenario",
+            "ddos",
+            "--events",
+            "3000",
+            "--batch-lines",
+            "1000",
+        ])
+        .args([
+            "--concurrency",
+            "1",
+            "--timestamps",
+            "unix",
+            "--legacy-names",
+        ])
+        .args(["--seed", "5", "--json", "--truth"])
+        .arg(&truth_path);
+    let (status, out, err) = tokio::task::spawn_blocking(move || run_to_end(cmd))
+        .await
+        .unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["events_accepted"], 3000, "{report}");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    assert_eq!(truth["records"], 3000);
+    let by = truth["by_system_outcome"].as_object().unwrap();
+    assert_eq!(by.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 3000);
+    for key in [
+        "attacks",
+        "est_bytes_by_system_outcome",
+        "est_packets_by_system_outcome",
+        "true_passed_bytes",
+        "true_passed_packets",
+    ] {
+        assert!(truth.get(key).is_some(), "{key} missing: {truth}");
+    }
+    assert!(!truth["attacks"].as_object().unwrap().is_empty());
+    assert_eq!(server.queue_stats().events, 3000);
+    server.stop().await;
+
+    // --truth belongs to the scenario.
+    let mut cmd = sluice_command();
+    cmd.args(["loadgen", "--truth", "x.json"]);
+    let (status, _, err) = run_to_end(cmd);
+    assert!(!status.success() && err.contains("--scenario"), "{err}");
+}

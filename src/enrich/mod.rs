@@ -185,6 +185,11 @@ impl Enriched<'_> {
         out.push(b'}');
     }
 
+    /// Whether `name` is one of the indexed field names enrichment writes.
+    pub fn is_indexed_name(&self, name: &str) -> bool {
+        self.enricher.indexed.iter().any(|(_, n)| n == name)
+    }
+
     /// Appends the indexed fields as `"name":"value",` pairs (each with a
     /// trailing comma); absent and empty values are left out.
     pub fn write_indexed_fields(&self, out: &mut Vec<u8>) {

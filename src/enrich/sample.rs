@@ -54,27 +54,39 @@ fn current_name(key: &str) -> Option<&'static str> {
         .map(|(_, new)| *new)
 }
 
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A JSON object's members in order; with `RENAME`, legacy names current.
+struct Fields<'a, const RENAME: bool>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-impl<'de> serde::Deserialize<'de> for Fields<'de> {
+impl<'de, const RENAME: bool> serde::Deserialize<'de> for Fields<'de, RENAME> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields<'de>;
+        struct V<const R: bool>;
+        impl<'de, const R: bool> Visitor<'de> for V<R> {
+            type Value = Fields<'de, R>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Fields<'de>, A::Error> {
-                let mut out = Vec::with_capacity(96);
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Fields<'de, R>, A::Error> {
+                let mut out = Vec::with_capacity(if R { 96 } else { 8 });
                 while let Some((Text(k), v)) = m.next_entry::<Text<'de>, &'de RawValue>()? {
-                    let k = current_name(&k).map_or(k, Cow::Borrowed);
+                    let k = match R {
+                        true => current_name(&k).map_or(k, Cow::Borrowed),
+                        false => k,
+                    };
                     out.push((k, v));
                 }
                 Ok(Fields(out))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V::<RENAME>)
     }
+}
+
+/// A JSON object's members in order, names unescaped, values as received
+/// (`None` unless `text` is an object).
+pub fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    serde_json::from_str::<Fields<'_, false>>(text)
+        .ok()
+        .map(|f| f.0)
 }
 
 /// A JSON string, borrowed unless it had escapes (serde's own `Cow<str>`
@@ -121,7 +133,7 @@ impl<'a> Sample<'a> {
     pub fn parse(line: &'a [u8]) -> Option<Sample<'a>> {
         // One UTF-8 check for the whole line, so values need none of their own.
         let text = std::str::from_utf8(line).ok()?;
-        let Fields(fields) = serde_json::from_str(text).ok()?;
+        let Fields::<true>(fields) = serde_json::from_str(text).ok()?;
         let mut known = [u8::MAX; KNOWN.len()];
         for (i, (k, _)) in fields.iter().enumerate().take(usize::from(u8::MAX)) {
             if let Some(slot) = KNOWN.iter().position(|n| *n == k.as_ref()) {

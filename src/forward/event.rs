@@ -4,6 +4,7 @@
 //! token's; host defaults to this node's hostname.
 
 use super::source::NAL_SOURCETYPE;
+use crate::enrich::sample::object_members;
 use crate::enrich::Enriched;
 use crate::hec::event::{epoch_seconds, parse_time};
 use crate::hec::raw::lines;
@@ -115,7 +116,7 @@ impl OutEvent<'_> {
             }
             Payload::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
         }
-        self.write_fields(out, |_| {});
+        self.write_fields(out, |_| false, |_| {});
     }
 
     /// Appends the event with an enriched network analytics sample as its
@@ -124,7 +125,11 @@ impl OutEvent<'_> {
         let sourcetype = self.sourcetype.as_deref().or(Some(NAL_SOURCETYPE));
         self.write_head(sample.time().unwrap_or(self.time), sourcetype, out);
         sample.write_event(out);
-        self.write_fields(out, |o| sample.write_indexed_fields(o));
+        self.write_fields(
+            out,
+            |k| sample.is_indexed_name(k),
+            |o| sample.write_indexed_fields(o),
+        );
     }
 
     /// Everything up to and including `"event":`.
@@ -151,21 +156,37 @@ impl OutEvent<'_> {
         out.extend_from_slice(b",\"event\":");
     }
 
-    /// `,"fields":{…}}` and the newline: the object's own fields, `extra`
-    /// (pairs each ending in a comma), then `event_id`.
-    fn write_fields(&self, out: &mut Vec<u8>, extra: impl FnOnce(&mut Vec<u8>)) {
+    /// `,"fields":{…}}` and the newline: the object's own fields except
+    /// those `ours` rewrites, `extra` (pairs each ending in a comma), then
+    /// `event_id` — unless the object already carries one (a replayed dead
+    /// letter, or another Sluice upstream), which is kept so duplicates
+    /// still match.
+    fn write_fields(
+        &self,
+        out: &mut Vec<u8>,
+        ours: impl Fn(&str) -> bool,
+        extra: impl FnOnce(&mut Vec<u8>),
+    ) {
         out.extend_from_slice(b",\"fields\":{");
-        if let Some(f) = self.fields.map(|f| f.get().trim()) {
-            if f.starts_with('{') && f.ends_with('}') {
-                let inner = f[1..f.len() - 1].trim();
-                if !inner.is_empty() {
-                    out.extend_from_slice(inner.as_bytes());
-                    out.push(b',');
-                }
+        let mut own_id = false;
+        let members = self.fields.and_then(|f| object_members(f.get()));
+        for (key, value) in members.iter().flatten() {
+            if ours(key) {
+                continue;
             }
+            own_id |= key == "event_id";
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+            out.push(b',');
         }
         extra(out);
-        let _ = write!(out, "\"event_id\":\"{}\"}}}}", self.event_id);
+        if own_id {
+            out.pop();
+            out.extend_from_slice(b"}}");
+        } else {
+            let _ = write!(out, "\"event_id\":\"{}\"}}}}", self.event_id);
+        }
         out.push(b'\n');
     }
 }

@@ -334,5 +334,33 @@ mod tests {
         let mut again = Vec::new();
         l.write_events(&r, Some(&en), 0, 1, Route::Event, &mut again);
         assert_eq!(again, out[0].1);
+
+        // Sent again as an /event object (a replayed dead letter, or another
+        // Sluice upstream): same event, same id, no duplicate fields.
+        let replayed = Loaded {
+            id: 1,
+            meta: RecordMeta {
+                endpoint: DataEndpoint::Event,
+                decoded_bytes: out[0].1.len() as u64,
+                events: 1,
+                ..l.meta.clone()
+            },
+            decoded: out[0].1.clone(),
+        };
+        let (rendered, bytes) = replayed
+            .each_event(&r, Some(&en), 0, true)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(rendered.route, Route::Event);
+        let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+        assert_eq!(
+            parse(&bytes),
+            parse(&out[0].1),
+            "enriching an enriched event changes nothing"
+        );
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.matches("\"event_id\"").count(), 1);
+        assert_eq!(text.matches("\"outcome\"").count(), 1);
     }
 }
