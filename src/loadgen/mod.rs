@@ -4,7 +4,9 @@
 //! latency. The input is NDJSON files, or `--scenario ddos` (see
 //! [`scenario`]), which also keeps the ground truth of what was accepted.
 
+mod packet;
 pub mod scenario;
+mod truth;
 
 use crate::hec::Channel;
 use flate2::write::GzEncoder;
