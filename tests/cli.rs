@@ -64,11 +64,36 @@ fn validate_names_the_bad_file_key_or_value() {
         "the example sets tls_cert/tls_key"
     );
     let copy = write_file(tmp.path(), "example-no-tls.toml", &stripped);
+    // Its asset table is named relative to the working directory.
+    std::fs::create_dir(tmp.path().join("deploy")).unwrap();
+    std::fs::copy(
+        manifest_dir().join("deploy/assets.example.csv"),
+        tmp.path().join("deploy/assets.example.csv"),
+    )
+    .unwrap();
     let (ok, out, err) = validate(&copy, tmp.path(), apps);
     assert!(ok, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("OK"), "stdout: {out}");
     // Validation reads nothing into the working directory.
     assert!(!tmp.path().join("data").exists());
+
+    // A bad asset table is named with its line.
+    std::fs::write(
+        tmp.path().join("deploy/assets.example.csv"),
+        "cidr,site\n10.0.0.0/8,a\n10.0.0.1/8,b\n",
+    )
+    .unwrap();
+    let (ok, _, err) = validate(&copy, tmp.path(), apps);
+    assert!(!ok);
+    assert!(
+        err.contains("enrich.assets") && err.contains("deploy/assets.example.csv line 3"),
+        "stderr: {err}"
+    );
+    std::fs::copy(
+        manifest_dir().join("deploy/assets.example.csv"),
+        tmp.path().join("deploy/assets.example.csv"),
+    )
+    .unwrap();
 
     // ...and names the variable when it is not set.
     let (ok, _, err) = validate(&copy, tmp.path(), None);

@@ -134,10 +134,12 @@ impl<'a> Sample<'a> {
         // One UTF-8 check for the whole line, so values need none of their own.
         let text = std::str::from_utf8(line).ok()?;
         let Fields::<true>(fields) = serde_json::from_str(text).ok()?;
+        // A repeated name reads as its last non-empty value, so trimming
+        // (which drops the empty ones) never changes what a field reads as.
         let mut known = [u8::MAX; KNOWN.len()];
-        for (i, (k, _)) in fields.iter().enumerate().take(usize::from(u8::MAX)) {
+        for (i, (k, v)) in fields.iter().enumerate().take(usize::from(u8::MAX)) {
             if let Some(slot) = KNOWN.iter().position(|n| *n == k.as_ref()) {
-                if known[slot] == u8::MAX {
+                if v.get() != "\"\"" && v.get() != "null" {
                     known[slot] = i as u8;
                 }
             }
@@ -187,12 +189,19 @@ impl<'a> Sample<'a> {
     pub fn time(&self) -> Option<f64> {
         let raw = self.raw_value("Datetime")?.get();
         let text = raw.trim_matches('"');
-        if let Ok(v) = text.parse::<f64>() {
-            return Some(crate::hec::event::epoch_seconds(v));
-        }
-        let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-        Some(t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9)
+        let t = match text.parse::<f64>() {
+            Ok(v) => crate::hec::event::epoch_seconds(v),
+            Err(_) => {
+                let t = time::OffsetDateTime::parse(
+                    text,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()?;
+                t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9
+            }
+        };
+        // A time Splunk cannot index is no time: the receive time stands in.
+        (t.is_finite() && (0.0..1e11).contains(&t)).then_some(t)
     }
 
     /// The derived fields; `final_pass_system` is the last mitigation system
@@ -214,6 +223,7 @@ impl<'a> Sample<'a> {
             counted,
             ip_version: self
                 .str("IPSourceAddress")
+                .filter(|a| !a.is_empty())
                 .map(|a| if a.contains(':') { 6 } else { 4 }),
         }
     }
@@ -312,6 +322,12 @@ mod tests {
         assert_eq!(t("1795168804"), 1_795_168_804.0);
         assert_eq!(t(r#""1795168804""#), 1_795_168_804.0);
         assert_eq!(t("1795168804500000000"), 1_795_168_804.5);
+        assert!(
+            Sample::parse(br#"{"MitigationSystem":"dosd","Datetime":1e300}"#)
+                .unwrap()
+                .time()
+                .is_none()
+        );
         assert!(Sample::parse(b"not json").is_none());
         assert!(Sample::parse(br#"{"event":"x"}"#).is_none());
         assert!(Sample::parse(br#"[1,2]"#).is_none());

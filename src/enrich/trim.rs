@@ -177,6 +177,10 @@ pub fn keep(mode: TrimMode, key: &str, value: &RawValue, facts: &Facts<'_>) -> b
     if mode == TrimMode::None {
         return true;
     }
+    // What makes a line a sample always stays, so it stays one.
+    if key == "MitigationSystem" || key == "Datetime" {
+        return true;
+    }
     let v = value.get();
     if v == "\"\"" || v == "null" || !facts.group_applies(key) {
         return false;
