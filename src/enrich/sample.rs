@@ -28,8 +28,8 @@ pub const LEGACY_NAMES: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub struct Sample<'a> {
     fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-    /// Position in `fields` of each of [`KNOWN`] (`u8::MAX`: absent).
-    known: [u8; KNOWN.len()],
+    /// Position in `fields` of each of [`KNOWN`] (`u16::MAX`: absent).
+    known: [u16; KNOWN.len()],
 }
 
 /// Fields enrichment reads on every sample, found once at parse time.
@@ -136,11 +136,11 @@ impl<'a> Sample<'a> {
         let Fields::<true>(fields) = serde_json::from_str(text).ok()?;
         // A repeated name reads as its last non-empty value, so trimming
         // (which drops the empty ones) never changes what a field reads as.
-        let mut known = [u8::MAX; KNOWN.len()];
-        for (i, (k, v)) in fields.iter().enumerate().take(usize::from(u8::MAX)) {
+        let mut known = [u16::MAX; KNOWN.len()];
+        for (i, (k, v)) in fields.iter().enumerate() {
             if let Some(slot) = KNOWN.iter().position(|n| *n == k.as_ref()) {
                 if v.get() != "\"\"" && v.get() != "null" {
-                    known[slot] = i as u8;
+                    known[slot] = u16::try_from(i).unwrap_or(u16::MAX);
                 }
             }
         }
@@ -153,7 +153,10 @@ impl<'a> Sample<'a> {
     pub fn raw_value(&self, key: &str) -> Option<&'a RawValue> {
         if let Some(slot) = KNOWN.iter().position(|n| *n == key) {
             let i = self.known[slot];
-            return (i != u8::MAX).then(|| self.fields[usize::from(i)].1);
+            if i != u16::MAX {
+                return self.fields.get(usize::from(i)).map(|(_, v)| *v);
+            }
+            // Only empty values, or past the 65,535th field: look the slow way.
         }
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
@@ -328,6 +331,16 @@ mod tests {
                 .time()
                 .is_none()
         );
+        let twice = Sample::parse(
+            br#"{"MitigationSystem":"dosd","Datetime":1,"Outcome":"drop","Outcome":"","SampleInterval":"","SampleInterval":7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            twice.str("Outcome").as_deref(),
+            Some("drop"),
+            "last non-empty"
+        );
+        assert_eq!(twice.derived("dosd").est_packets, 7);
         assert!(Sample::parse(b"not json").is_none());
         assert!(Sample::parse(br#"{"event":"x"}"#).is_none());
         assert!(Sample::parse(br#"[1,2]"#).is_none());
