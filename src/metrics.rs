@@ -61,6 +61,8 @@ pub struct Metrics {
     pub dead_letters: IntGaugeVec,
     /// `sluice_sample_lag_seconds`: now − `Datetime` as a sample is first sent.
     pub sample_lag: Histogram,
+    /// `sluice_enrich_events_total{result}`: `enriched` samples, `passed` other lines.
+    pub enrich_events: IntCounterVec,
 }
 
 /// A metric could not be registered (a programming error, reported at startup).
@@ -201,6 +203,13 @@ impl Metrics {
                     86400.0,
                 ]),
             )?,
+            enrich_events: IntCounterVec::new(
+                Opts::new(
+                    "sluice_enrich_events_total",
+                    "Events read for sending with enrichment on: enriched samples, or passed as received",
+                ),
+                &["result"],
+            )?,
             output_ack_unavailable: IntCounterVec::new(
                 Opts::new(
                     "sluice_output_ack_unavailable_total",
@@ -258,6 +267,7 @@ impl Metrics {
         r.register(Box::new(m.output_oldest_undelivered.clone()))?;
         r.register(Box::new(m.dead_letters.clone()))?;
         r.register(Box::new(m.sample_lag.clone()))?;
+        r.register(Box::new(m.enrich_events.clone()))?;
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;

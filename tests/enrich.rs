@@ -186,6 +186,10 @@ async fn the_sample_files_arrive_enriched_and_match_their_truth() {
         "broken line forwarded as it came: {texts:?}"
     );
     let metrics = server.metrics().await;
+    for (result, n) in [("enriched", total), ("passed", 2)] {
+        let line = format!("sluice_enrich_events_total{{result=\"{result}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} missing");
+    }
     assert!(
         metrics.contains(&format!("sluice_sample_lag_seconds_count {total}")),
         "{}",

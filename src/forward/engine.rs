@@ -480,9 +480,10 @@ impl Engine {
             let mut bad = Vec::new();
             let allow_raw = matches!(self.sink, Sink::Splunk(_));
             let enrich = self.ctx.enricher.as_deref();
-            // One output measures sample lag, so each sample counts once.
-            let lag = (self.ctx.outputs.first() == Some(&self.s.name))
-                .then(|| self.ctx.metrics.sample_lag.local());
+            // One output measures enrichment, so each sample counts once.
+            let measure = self.ctx.outputs.first() == Some(&self.s.name) && enrich.is_some();
+            let lag = measure.then(|| self.ctx.metrics.sample_lag.local());
+            let mut enriched = [0u64; 2];
             let now = now_ms() as f64 / 1000.0;
             for event in current.each_event(&resolver, enrich, position, allow_raw) {
                 match event {
@@ -511,6 +512,7 @@ impl Engine {
                         if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
                             lag.observe((now - t).max(0.0));
                         }
+                        enriched[usize::from(rendered.enriched)] += 1;
                         match segments.last_mut() {
                             Some(s) if s.record == id && s.first + s.count == position => {
                                 s.count += 1
@@ -525,6 +527,11 @@ impl Engine {
                     Err(b) => bad.push((position, b.reason)),
                 }
                 position += 1;
+            }
+            if measure {
+                let m = &self.ctx.metrics.enrich_events;
+                m.with_label_values(&["passed"]).inc_by(enriched[0]);
+                m.with_label_values(&["enriched"]).inc_by(enriched[1]);
             }
             for (number, reason) in bad {
                 self.dead_letter(

@@ -111,6 +111,8 @@ pub fn route_of(e: &OutEvent<'_>) -> Route {
 pub struct Rendered {
     /// The Splunk endpoint it goes to.
     pub route: Route,
+    /// Whether it was enriched as a network analytics sample.
+    pub enriched: bool,
     /// Its `Datetime` (epoch seconds) when it is an enriched sample.
     pub sample_time: Option<f64>,
 }
@@ -133,6 +135,7 @@ pub fn render(
             e.write_enriched(&sample, out);
             return Rendered {
                 route: Route::Event,
+                enriched: true,
                 sample_time: sample.time(),
             };
         }
@@ -147,6 +150,7 @@ pub fn render(
     }
     Rendered {
         route,
+        enriched: false,
         sample_time: None,
     }
 }
@@ -321,10 +325,12 @@ mod tests {
             crate::forward::event::EventId::of(sample.as_bytes()).to_string()
         );
         // Not a sample: exactly as it came, on /raw (no sourcetype asks for /event).
+        assert!(out[0].0.enriched);
         assert_eq!(
             out[1].0,
             Rendered {
                 route: Route::Raw,
+                enriched: false,
                 sample_time: None
             }
         );
