@@ -1,9 +1,10 @@
 //! Wiring and ordered shutdown: queue → ingest listeners → drain → stop → flush.
 
 use crate::bootstrap::{self, BootstrapError};
+use crate::config::enrich::EnrichConfig;
 use crate::config::{AckMode, Config, ConfigError, Token, TokenConfig};
 use crate::enrich::assets::AssetError;
-use crate::enrich::Enricher;
+use crate::enrich::{Enricher, EnricherSlot};
 use crate::forward::engine::{self as forward, ForwardContext, ForwardSetupError, TokenMeta};
 use crate::hec::TokenSecret;
 use crate::ingest::acks::ClientAcks;
@@ -103,6 +104,8 @@ pub struct Running {
     admin_addr_file: PathBuf,
     outputs: Vec<tokio::task::JoinHandle<()>>,
     stop_outputs: tokio::sync::watch::Sender<bool>,
+    enrich: (EnrichConfig, Vec<TokenConfig>),
+    enricher: Arc<EnricherSlot>,
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -191,16 +194,18 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
 
     let outputs = config.resolve_outputs()?;
     let token_configs: Vec<TokenConfig> = tokens.iter().map(|t| t.config.clone()).collect();
-    let enricher = Enricher::new(&config.enrich, &token_configs)?.map(Arc::new);
+    let enricher = Enricher::new(&config.enrich, &token_configs)?;
     match &enricher {
-        Some(_) => tracing::info!(
+        Some(e) => tracing::info!(
             trim = ?config.enrich.trim,
             final_pass_system = %config.enrich.final_pass_system,
             assets = config.enrich.assets.as_ref().map(|p| p.display().to_string()),
+            asset_networks = e.asset_networks(),
             "enrichment on"
         ),
         None => tracing::info!("enrichment off: samples are forwarded as received"),
     }
+    let enricher = Arc::new(EnricherSlot::new(enricher));
     let (stop_outputs, stop_rx) = tokio::sync::watch::channel(false);
     let forward_ctx = ForwardContext {
         queue: Arc::clone(&queue),
@@ -225,7 +230,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "sluice".to_string())
             .into(),
-        enricher,
+        enricher: Arc::clone(&enricher),
     };
     let mut output_tasks = Vec::new();
     for o in &outputs {
@@ -314,10 +319,22 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         admin_addr_file,
         outputs: output_tasks,
         stop_outputs,
+        enrich: (config.enrich.clone(), token_configs),
+        enricher,
     })
 }
 
 impl Running {
+    /// Reads the `[enrich]` asset table again (on SIGHUP); batches built from
+    /// now on use it. On error the table in force stays. Returns its networks.
+    pub fn reload_assets(&self) -> Result<usize, AssetError> {
+        let (config, tokens) = &self.enrich;
+        let enricher = Enricher::new(config, tokens)?;
+        let networks = enricher.as_ref().map_or(0, Enricher::asset_networks);
+        self.enricher.replace(enricher);
+        Ok(networks)
+    }
+
     /// The queue (tests and the admin API read it).
     pub fn queue(&self) -> &Arc<Queue> {
         &self.state.queue

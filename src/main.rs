@@ -254,19 +254,26 @@ fn main() -> Result<()> {
 async fn run(config: Config) -> Result<()> {
     let running = app::start(config).await?;
     announce(&running.endpoints, &running.token_source);
-    wait_for_signal().await?;
+    serve_until_stopped(&running).await?;
     running.shutdown().await?;
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the asset table meanwhile.
+async fn serve_until_stopped(running: &app::Running) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return r.context("waiting for SIGINT"),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => match running.reload_assets() {
+                Ok(networks) => tracing::info!(networks, "SIGHUP: asset table reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: asset table not reloaded; the previous one stays"),
+            },
+        }
     }
-    Ok(())
 }
 
 /// Tells the operator where to point Logpush and how to test, without the token

@@ -293,3 +293,54 @@ async fn with_enrichment_off_samples_arrive_as_sent() {
     server.stop().await;
     sink.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_asset_table_applies_to_new_batches_and_a_bad_one_is_refused() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets.csv");
+    std::fs::write(&assets, "cidr,site\n203.0.113.0/24,old\n").unwrap();
+    let enrich = format!("assets = {:?}\n", assets.display().to_string());
+    let mut server = TestServer::start_text(dir.path(), &config(dir.path(), &sink, &enrich)).await;
+    let client = server.http1();
+    let v4: Vec<String> = sample_lines()
+        .into_iter()
+        .filter(|l| l.contains("\"IPDestinationAddress\":\"203.0.113."))
+        .take(30)
+        .collect();
+    let site_of = |sink: &HecSink, source: &str| -> Vec<String> {
+        sink.acknowledged()
+            .iter()
+            .filter(|e| e.source.as_deref() == Some(source))
+            .map(|e| e.event["asset_site"].as_str().unwrap_or("none").to_string())
+            .collect()
+    };
+    post_raw(&server, &client, &v4[..10].join("\n"), "first").await;
+    wait_delivered(&server, &sink, 10).await;
+    assert_eq!(site_of(&sink, "first"), vec!["old"; 10]);
+
+    std::fs::write(
+        &assets,
+        "cidr,site\n203.0.113.0/24,new\n198.51.100.0/24,x\n",
+    )
+    .unwrap();
+    let running = server.running.as_ref().unwrap();
+    assert_eq!(running.reload_assets().unwrap(), 2);
+    post_raw(&server, &client, &v4[10..20].join("\n"), "second").await;
+    wait_delivered(&server, &sink, 20).await;
+    assert_eq!(site_of(&sink, "second"), vec!["new"; 10]);
+
+    std::fs::write(&assets, "cidr,site\nnot-a-network,bad\n").unwrap();
+    let running = server.running.as_ref().unwrap();
+    let e = running.reload_assets().unwrap_err().to_string();
+    assert!(e.contains("assets.csv line 2"), "{e}");
+    post_raw(&server, &client, &v4[20..].join("\n"), "third").await;
+    wait_delivered(&server, &sink, 30).await;
+    assert_eq!(
+        site_of(&sink, "third"),
+        vec!["new"; 10],
+        "the table in force stays"
+    );
+    server.stop().await;
+    sink.stop().await;
+}

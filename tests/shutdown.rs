@@ -1,5 +1,6 @@
 //! Shutdown: the drain phase (503 code 23, connection close), SIGTERM on the
-//! real binary, and what a finished shutdown leaves behind.
+//! real binary, what a finished shutdown leaves behind, and SIGHUP (asset
+//! table reload) on the real binary.
 
 mod support;
 use support::*;
@@ -238,4 +239,45 @@ async fn shutdown_does_not_wait_for_an_idle_http2_connection() {
     finished
         .expect("graceful shutdown (grace 300 ms) still waiting after 15 s for an idle HTTP/2 connection")
         .expect("clean shutdown");
+}
+
+#[test]
+fn sighup_reloads_the_asset_table_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets.csv");
+    std::fs::write(&assets, "cidr,site\n203.0.113.0/24,fra\n").unwrap();
+    let text = format!(
+        "{}\n[enrich]\nassets = {:?}\n",
+        json_log_config(dir.path(), &[]),
+        assets.display().to_string()
+    );
+    let config = write_file(dir.path(), "sluice.toml", &text);
+    let mut sluice = Sluice::run(&config);
+    sluice.wait_listening();
+    let hup = |pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    std::fs::write(
+        &assets,
+        "cidr,site\n203.0.113.0/24,fra\n2001:db8::/32,ams\n",
+    )
+    .unwrap();
+    hup(sluice.pid());
+    let line = sluice.wait_for_stderr("reload log line", |l| l.contains("asset table reloaded"));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["networks"], 2, "{line}");
+    std::fs::write(&assets, "cidr,site\n10.0.0.1/8,bad\n").unwrap();
+    hup(sluice.pid());
+    let line = sluice.wait_for_stderr("refusal log line", |l| l.contains("not reloaded"));
+    assert!(
+        line.contains("line 2") && line.contains("host bits"),
+        "{line}"
+    );
+    assert!(sluice.exited().is_none(), "still serving");
+    assert!(sluice.terminate().success());
 }

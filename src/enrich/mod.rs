@@ -16,6 +16,7 @@ use sample::{Derived, Sample};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, RwLock};
 use trim::Facts;
 
 /// Names of the derived fields (lowercase, so they never collide with Cloudflare's).
@@ -35,6 +36,28 @@ pub struct Enricher {
     per_token: HashMap<String, String>,
     indexed: Vec<(String, String)>,
     assets: Option<AssetTable>,
+}
+
+/// The enrichment in force; replaced whole when the asset table is reloaded,
+/// so every batch sees one consistent table.
+#[derive(Debug, Default)]
+pub struct EnricherSlot(RwLock<Option<Arc<Enricher>>>);
+
+impl EnricherSlot {
+    /// A slot holding `enricher` (`None`: enrichment off).
+    pub fn new(enricher: Option<Enricher>) -> EnricherSlot {
+        EnricherSlot(RwLock::new(enricher.map(Arc::new)))
+    }
+
+    /// The enrichment in force now.
+    pub fn current(&self) -> Option<Arc<Enricher>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `enricher` in force for the batches built from now on.
+    pub fn replace(&self, enricher: Option<Enricher>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = enricher.map(Arc::new);
+    }
 }
 
 /// One sample, enriched: write it with [`Enriched::write_event`].
@@ -94,6 +117,11 @@ impl Enricher {
             time,
             enricher: self,
         })
+    }
+
+    /// Networks in the asset table (0 without one).
+    pub fn asset_networks(&self) -> usize {
+        self.assets.as_ref().map_or(0, AssetTable::len)
     }
 
     fn is_asset_field(&self, key: &str) -> bool {

@@ -15,7 +15,7 @@ use super::file::ArchiveWriter;
 use super::source::{load, Loaded, Route, Segment, SourceError};
 use super::splunk::{SendOutcome, SplunkClient};
 use crate::config::outputs::{Compression, Output};
-use crate::enrich::Enricher;
+use crate::enrich::EnricherSlot;
 use crate::hec::ack::AckReply;
 use crate::metrics::Metrics;
 use crate::queue::{DeadLetter, Queue, RecordId};
@@ -37,8 +37,8 @@ pub struct ForwardContext {
     pub tokens: Arc<HashMap<String, TokenMeta>>,
     /// This node's hostname (default `host`).
     pub hostname: Arc<str>,
-    /// Enrichment of network analytics samples (`None`: forward as received).
-    pub enricher: Option<Arc<Enricher>>,
+    /// Enrichment of network analytics samples (holding `None`: forward as received).
+    pub enricher: Arc<EnricherSlot>,
 }
 
 /// A token's metadata defaults, owned.
@@ -446,6 +446,7 @@ impl Engine {
         let mut segments: Vec<Segment> = Vec::new();
         let mut route: Option<Route> = None;
         let mut query: Option<String> = None;
+        let enricher = self.ctx.enricher.current();
         'records: loop {
             if self.current.as_ref().is_none_or(|c| c.id != self.next.0) {
                 self.current = None;
@@ -479,7 +480,7 @@ impl Engine {
             let mut full = false;
             let mut bad = Vec::new();
             let allow_raw = matches!(self.sink, Sink::Splunk(_));
-            let enrich = self.ctx.enricher.as_deref();
+            let enrich = enricher.as_deref();
             // One output measures enrichment, so each sample counts once.
             let measure = self.ctx.outputs.first() == Some(&self.s.name) && enrich.is_some();
             let lag = measure.then(|| self.ctx.metrics.sample_lag.local());
@@ -587,6 +588,7 @@ impl Engine {
         });
         let mut cache: Option<Loaded> = None;
         let mut line = Vec::new();
+        let enricher = self.ctx.enricher.current();
         for seg in &segments {
             let in_current = self.current.as_ref().is_some_and(|c| c.id == seg.record);
             if !in_current && cache.as_ref().is_none_or(|l| l.id != seg.record) {
@@ -603,7 +605,7 @@ impl Engine {
             };
             let resolver = self.resolver_for(&source.meta.token);
             line.clear();
-            let enrich = self.ctx.enricher.as_deref();
+            let enrich = enricher.as_deref();
             let (q, _) =
                 source.write_events(&resolver, enrich, seg.first, seg.count, route, &mut line);
             query = query.or(q);
@@ -1055,7 +1057,8 @@ impl Engine {
         let mut text = Vec::new();
         if let Ok(Some(l)) = load(&self.ctx.queue, seg.record) {
             let resolver = self.resolver_for(&l.meta.token);
-            let enrich = self.ctx.enricher.as_deref();
+            let enricher = self.ctx.enricher.current();
+            let enrich = enricher.as_deref();
             l.write_events(
                 &resolver,
                 enrich,
