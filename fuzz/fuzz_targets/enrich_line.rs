@@ -7,6 +7,20 @@ use sluice::config::enrich::{EnrichConfig, TrimMode};
 use sluice::enrich::{enrich_line, Enricher};
 
 fuzz_target!(|data: &[u8]| {
+    // Numbers beyond f64 are passed through as received, but serde_json's
+    // `Value` cannot hold them: check only what `Value` can read.
+    if serde_json::from_slice::<serde_json::Value>(data.trim_ascii()).is_err() {
+        for trim in [TrimMode::None, TrimMode::Empty, TrimMode::Compact] {
+            let config = EnrichConfig {
+                trim,
+                ..EnrichConfig::default()
+            };
+            if let Ok(Some(e)) = Enricher::new(&config, &[]) {
+                let _ = enrich_line(&e, data, "t");
+            }
+        }
+        return;
+    }
     for trim in [TrimMode::None, TrimMode::Empty, TrimMode::Compact] {
         let config = EnrichConfig {
             trim,
