@@ -220,7 +220,12 @@ impl Loaded {
             .skip(first as usize)
             .map(move |e| {
                 e.map(|e| {
-                    let mut v = Vec::with_capacity(1024);
+                    // Room for the envelope and derived fields: no regrowth.
+                    let payload = match e.payload {
+                        Payload::Line(l) => l.len(),
+                        Payload::Json(r) => r.get().len(),
+                    };
+                    let mut v = Vec::with_capacity(payload + 384);
                     let r = render(&e, enrich, allow_raw, &mut v);
                     (r, v)
                 })
