@@ -503,8 +503,8 @@ impl Engine {
                         }
                         if route.is_none() && r == Route::Raw {
                             query = resolver
-                                .events(&current.meta, &current.decoded)
-                                .nth(position as usize)
+                                .events_from(&current.meta, &current.decoded, position as usize)
+                                .next()
                                 .and_then(Result::ok)
                                 .map(|e| super::source::raw_query(&e));
                         }

@@ -286,9 +286,24 @@ impl<'a> Resolver<'a> {
     where
         'a: 'r,
     {
+        self.events_from(meta, decoded, 0)
+    }
+
+    /// The events of a record from position `first` on. Events before it are
+    /// only split off, never resolved or hashed: a batch that starts deep in
+    /// a large record pays little for the ones before it.
+    pub fn events_from<'r>(
+        &'r self,
+        meta: &'a RecordMeta,
+        decoded: &'a [u8],
+        first: usize,
+    ) -> Box<dyn Iterator<Item = Result<OutEvent<'a>, BadEvent>> + 'r>
+    where
+        'a: 'r,
+    {
         let body = &decoded[..decoded.len().min(meta.decoded_bytes as usize)];
         match meta.endpoint {
-            DataEndpoint::Raw => Box::new(lines(body).map(move |line| {
+            DataEndpoint::Raw => Box::new(lines(body).skip(first).map(move |line| {
                 Ok(self.resolve(
                     meta,
                     [None, None, None, None],
@@ -298,29 +313,31 @@ impl<'a> Resolver<'a> {
                     EventId::of(line),
                 ))
             })),
-            DataEndpoint::Event => Box::new(objects(body).enumerate().map(move |(n, obj)| {
-                let bad = |reason: String| BadEvent {
-                    number: n as u64,
-                    reason,
-                };
-                let obj = obj.map_err(|_| bad("not a JSON object".into()))?;
-                let e: EventObject<'a> =
-                    serde_json::from_slice(obj).map_err(|e| bad(e.to_string()))?;
-                let time = match e.time {
-                    Some(t) if t.get() != "null" => {
-                        Some(time_of(t).ok_or_else(|| bad("bad time".into()))?)
-                    }
-                    _ => None,
-                };
-                Ok(self.resolve(
-                    meta,
-                    [e.host, e.source, e.sourcetype, e.index],
-                    time,
-                    Payload::Json(e.event),
-                    e.fields,
-                    EventId::of(obj),
-                ))
-            })),
+            DataEndpoint::Event => {
+                Box::new(objects(body).enumerate().skip(first).map(move |(n, obj)| {
+                    let bad = |reason: String| BadEvent {
+                        number: n as u64,
+                        reason,
+                    };
+                    let obj = obj.map_err(|_| bad("not a JSON object".into()))?;
+                    let e: EventObject<'a> =
+                        serde_json::from_slice(obj).map_err(|e| bad(e.to_string()))?;
+                    let time = match e.time {
+                        Some(t) if t.get() != "null" => {
+                            Some(time_of(t).ok_or_else(|| bad("bad time".into()))?)
+                        }
+                        _ => None,
+                    };
+                    Ok(self.resolve(
+                        meta,
+                        [e.host, e.source, e.sourcetype, e.index],
+                        time,
+                        Payload::Json(e.event),
+                        e.fields,
+                        EventId::of(obj),
+                    ))
+                }))
+            }
         }
     }
 }
@@ -446,6 +463,9 @@ mod tests {
         let body = br#"{"event":1}{"event":2}{"event":""}"#;
         let m = meta(DataEndpoint::Event, 22);
         assert_eq!(R.events(&m, body).count(), 2);
+        let second: Vec<_> = R.events_from(&m, body, 1).map(Result::unwrap).collect();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].event_id, EventId::of(br#"{"event":2}"#));
         let no_host = Resolver { hostname: "n", ..R };
         let mut m = meta(DataEndpoint::Raw, 2);
         m.host = None;

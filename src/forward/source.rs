@@ -188,8 +188,7 @@ impl Loaded {
         let mut query = None;
         let enrich = enrich.map(|en| (en, self.meta.token.as_str()));
         for e in resolver
-            .events(&self.meta, &self.decoded)
-            .skip(first as usize)
+            .events_from(&self.meta, &self.decoded, first as usize)
             .take(count as usize)
         {
             match e {
@@ -216,8 +215,7 @@ impl Loaded {
     ) -> impl Iterator<Item = Result<(Rendered, Vec<u8>), BadEvent>> + 's {
         let enrich = enrich.map(|en| (en, self.meta.token.as_str()));
         resolver
-            .events(&self.meta, &self.decoded)
-            .skip(first as usize)
+            .events_from(&self.meta, &self.decoded, first as usize)
             .map(move |e| {
                 e.map(|e| {
                     // Room for the envelope and derived fields: no regrowth.
