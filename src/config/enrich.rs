@@ -1,7 +1,7 @@
 //! `[enrich]`: how network analytics samples are enriched on the way out.
 
 use super::{invalid, ConfigError};
-use crate::enrich::sample::{system_name, LEGACY_NAMES};
+use crate::enrich::sample::{current_name, system_name};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -104,22 +104,16 @@ impl EnrichConfig {
     pub fn indexed(&self) -> Vec<(String, String)> {
         self.indexed_fields
             .iter()
-            .map(|f| (current_name(f).to_string(), indexed_name(f)))
+            .map(|f| (current_name(f).unwrap_or(f).to_string(), indexed_name(f)))
             .collect()
     }
-}
-
-fn current_name(field: &str) -> &str {
-    LEGACY_NAMES
-        .iter()
-        .find(|(old, _)| *old == field)
-        .map_or(field, |(_, new)| new)
 }
 
 /// The snake_case name a Cloudflare field is indexed under: `AttackID` →
 /// `attack_id`, `IPv4DSCP` → `ipv4_dscp`, `ColoCode` → `colo_code`.
 pub fn indexed_name(field: &str) -> String {
     let field = current_name(field)
+        .unwrap_or(field)
         .replace("IPv4", "Ipv4")
         .replace("IPv6", "Ipv6");
     let c: Vec<char> = field.chars().collect();

@@ -47,7 +47,8 @@ const KNOWN: [&str; 11] = [
     "IPTTL",
 ];
 
-fn current_name(key: &str) -> Option<&'static str> {
+/// The current name of a legacy field name (`None`: not a legacy name).
+pub fn current_name(key: &str) -> Option<&'static str> {
     LEGACY_NAMES
         .iter()
         .find(|(old, _)| *old == key)

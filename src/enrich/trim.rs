@@ -61,16 +61,29 @@ pub fn tcp_flags_string(flags: u64) -> String {
 
 /// The /24 (IPv4) or /64 (IPv6) network Cloudflare reports as the address's subnet.
 pub fn subnet_of(addr: &str) -> Option<String> {
-    match addr.parse::<IpAddr>().ok()? {
+    addr.parse::<IpAddr>().ok().map(subnet_of_ip)
+}
+
+/// [`subnet_of`] for a parsed address.
+pub fn subnet_of_ip(addr: IpAddr) -> String {
+    match addr {
         IpAddr::V4(a) => {
             let [x, y, z, _] = a.octets();
-            Some(format!("{x}.{y}.{z}.0/24"))
+            format!("{x}.{y}.{z}.0/24")
         }
         IpAddr::V6(a) => {
             let net = u128::from(a) & (u128::MAX << 64);
-            Some(format!("{}/64", std::net::Ipv6Addr::from(net)))
+            format!("{}/64", std::net::Ipv6Addr::from(net))
         }
     }
+}
+
+/// Cloudflare's `IPProtocolName` for an IANA protocol number, when known.
+pub fn protocol_name(number: u8) -> Option<&'static str> {
+    PROTOCOL_NAMES
+        .iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, name)| *name)
 }
 
 impl<'a> Facts<'a> {
@@ -155,9 +168,7 @@ impl<'a> Facts<'a> {
                     .as_deref()
                     == Some(text)
             }
-            "IPProtocolName" => PROTOCOL_NAMES
-                .iter()
-                .any(|(n, name)| Some(*n) == self.protocol && *name == text),
+            "IPProtocolName" => self.protocol.and_then(protocol_name) == Some(text),
             "TCPFlagsString" => self.tcp_flags.map(tcp_flags_string).as_deref() == Some(text),
             "Verdict" => self.outcome.as_deref() == Some(text),
             "IPHeaderLength" => self.ip_version == Some(6) && text == "40",

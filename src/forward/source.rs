@@ -237,32 +237,49 @@ mod tests {
     use crate::forward::event::{Overrides, TokenDefaults};
     use crate::queue::{BodyEncoding, DataEndpoint};
 
+    /// A `/raw` record of `body` (identity encoding, no query metadata).
+    fn raw_record(body: &str, received_ms: u64) -> Loaded {
+        Loaded {
+            id: 0,
+            meta: RecordMeta {
+                endpoint: DataEndpoint::Raw,
+                token: "t".into(),
+                channel: None,
+                sourcetype: None,
+                source: None,
+                host: None,
+                index: None,
+                received_ms,
+                events: crate::hec::raw::lines(body.as_bytes()).count() as u64,
+                encoding: BodyEncoding::Identity,
+                decoded_bytes: body.len() as u64,
+            },
+            decoded: body.as_bytes().to_vec(),
+        }
+    }
+
+    const RESOLVER: Resolver<'static> = Resolver {
+        overrides: Overrides {
+            index: None,
+            sourcetype: None,
+            source: None,
+            host: None,
+        },
+        token: TokenDefaults {
+            index: None,
+            sourcetype: None,
+            source: None,
+        },
+        hostname: "n",
+    };
+
     #[test]
     fn samples_go_to_event_and_other_lines_to_raw() {
-        let body = b"{\"MitigationSystem\":\"dosd\"}\nplain text line\n";
-        let meta = RecordMeta {
-            endpoint: DataEndpoint::Raw,
-            token: "t".into(),
-            channel: None,
-            sourcetype: Some(NAL_SOURCETYPE.into()),
-            source: None,
-            host: Some("edge one".into()),
-            index: Some("cf".into()),
-            received_ms: 0,
-            events: 2,
-            encoding: BodyEncoding::Identity,
-            decoded_bytes: body.len() as u64,
-        };
-        let l = Loaded {
-            id: 0,
-            meta,
-            decoded: body.to_vec(),
-        };
-        let r = Resolver {
-            overrides: Overrides::default(),
-            token: TokenDefaults::default(),
-            hostname: "n",
-        };
+        let mut l = raw_record("{\"MitigationSystem\":\"dosd\"}\nplain text line\n", 0);
+        l.meta.sourcetype = Some(NAL_SOURCETYPE.into());
+        l.meta.host = Some("edge one".into());
+        l.meta.index = Some("cf".into());
+        let r = RESOLVER;
         let routes: Vec<Route> = l
             .each_event(&r, None, 0, true)
             .map(|e| e.unwrap().0.route)
@@ -285,30 +302,8 @@ mod tests {
     fn samples_are_enriched_and_broken_lines_pass_unchanged() {
         let sample = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","Outcome":"drop","SampleInterval":10,"IPTotalLength":60,"DNSQueryName":""}"#;
         let broken = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","#;
-        let body = format!("{sample}\n{broken}\nplain\n");
-        let meta = RecordMeta {
-            endpoint: DataEndpoint::Raw,
-            token: "t".into(),
-            channel: None,
-            sourcetype: None,
-            source: None,
-            host: None,
-            index: None,
-            received_ms: 1_000,
-            events: 3,
-            encoding: BodyEncoding::Identity,
-            decoded_bytes: body.len() as u64,
-        };
-        let l = Loaded {
-            id: 0,
-            meta,
-            decoded: body.clone().into_bytes(),
-        };
-        let r = Resolver {
-            overrides: Overrides::default(),
-            token: TokenDefaults::default(),
-            hostname: "n",
-        };
+        let l = raw_record(&format!("{sample}\n{broken}\nplain\n"), 1_000);
+        let r = RESOLVER;
         let config = crate::config::enrich::EnrichConfig::default();
         let en = Enricher::new(&config, &[]).unwrap().unwrap();
         let out: Vec<(Rendered, Vec<u8>)> = l

@@ -2,8 +2,9 @@
 //! written: every field Cloudflare documents, 0 or "" where it does not apply.
 
 use super::scenario::{ScenarioOptions, Timestamps};
+use crate::enrich::trim::{protocol_name, subnet_of_ip, tcp_flags_string};
 use std::io::Write;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// A Cloudflare data center.
 pub(super) struct Colo {
@@ -134,16 +135,6 @@ enum Val<'a> {
     Raw(&'a str),
 }
 
-fn subnet(a: IpAddr) -> String {
-    match a {
-        IpAddr::V4(v4) => {
-            let [x, y, z, _] = v4.octets();
-            format!("{x}.{y}.{z}.0/24")
-        }
-        IpAddr::V6(v6) => format!("{}/64", Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-    }
-}
-
 /// Appends one sample as Cloudflare writes it: every field, in order.
 pub(super) fn write_sample(
     p: &Packet,
@@ -160,15 +151,10 @@ pub(super) fn write_sample(
         p.proto == 1 || p.proto == 58,
     );
     let on = |b: bool, n: u64| if b { n } else { 0 };
-    let proto_name = match p.proto {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        _ => "icmpv6",
-    };
-    let flags = crate::enrich::trim::tcp_flags_string(u64::from(p.tcp_flags));
+    let proto_name = protocol_name(p.proto).unwrap_or_default();
+    let flags = tcp_flags_string(u64::from(p.tcp_flags));
     let (src, dst) = (p.src.to_string(), p.dst.to_string());
-    let (src_net, dst_net) = (subnet(p.src), subnet(p.dst));
+    let (src_net, dst_net) = (subnet_of_ip(p.src), subnet_of_ip(p.dst));
     let options = if !tcp {
         ""
     } else if p.syn_options {
