@@ -252,26 +252,46 @@ fn main() -> Result<()> {
 }
 
 async fn run(config: Config) -> Result<()> {
+    // Before anything listens: a signal that arrives while Sluice starts is
+    // held and acted on once it runs, never the default action (which would
+    // end the process without a drain or a flush).
+    let mut signals = Signals::install()?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
     let running = app::start(config).await?;
     announce(&running.endpoints, &running.token_source);
-    serve_until_stopped(&running).await?;
+    signals.serve_until_stopped(&running).await;
     running.shutdown().await?;
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP reloads the asset table meanwhile.
-async fn serve_until_stopped(running: &app::Running) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    loop {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => return r.context("waiting for SIGINT"),
-            _ = term.recv() => return Ok(()),
-            _ = hup.recv() => match running.reload_assets() {
-                Ok(networks) => tracing::info!(networks, "SIGHUP: asset table reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: asset table not reloaded; the previous one stays"),
-            },
+/// The signals Sluice acts on, registered once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT; SIGHUP reloads the asset table meanwhile.
+    async fn serve_until_stopped(&mut self, running: &app::Running) {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return,
+                _ = self.term.recv() => return,
+                _ = self.hup.recv() => match running.reload_assets() {
+                    Ok(networks) => tracing::info!(networks, "SIGHUP: asset table reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: asset table not reloaded; the previous one stays"),
+                },
+            }
         }
     }
 }

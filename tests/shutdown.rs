@@ -281,3 +281,41 @@ fn sighup_reloads_the_asset_table_and_keeps_serving() {
     assert!(sluice.exited().is_none(), "still serving");
     assert!(sluice.terminate().success());
 }
+
+/// Finding 10 of the hardening issue: the handlers were installed after the
+/// "listening" line, so a signal in the first moments ended the process with
+/// no drain and no flush. Signals right at start, repeatedly: SIGHUP and
+/// SIGTERM as soon as the first log line appears (on old code that line came
+/// before the handlers), and SIGTERM as soon as it listens.
+#[test]
+fn signals_right_at_start_drain_and_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(dir.path(), "sluice.toml", &json_log_config(dir.path(), &[]));
+    let kill = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    for round in 0..6 {
+        let mut sluice = Sluice::run(&config);
+        if round % 3 == 2 {
+            sluice.wait_listening();
+        } else {
+            sluice.wait_for_stderr("a first log line", |_| true);
+            if round % 3 == 1 {
+                kill("-HUP", sluice.pid());
+            }
+        }
+        kill("-TERM", sluice.pid());
+        let status = sluice.wait_exit(EXIT_TIMEOUT);
+        let log = sluice.stderr.text();
+        assert!(
+            status.success(),
+            "round {round}: exit {status} after an early signal; stderr:\n{log}"
+        );
+        assert!(log.contains("queue flushed"), "round {round}: {log}");
+    }
+}
