@@ -101,6 +101,7 @@ pub struct Running {
     admin: Listener,
     grace: Duration,
     sweeper: tokio::task::JoinHandle<()>,
+    healer: tokio::task::JoinHandle<()>,
     admin_addr_file: PathBuf,
     outputs: Vec<tokio::task::JoinHandle<()>>,
     stop_outputs: tokio::sync::watch::Sender<bool>,
@@ -300,6 +301,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             }
         })
     };
+    let healer = tokio::spawn(heal_queue(Arc::clone(&state)));
     let endpoints = Endpoints {
         hec: hec.addr,
         metrics: admin.addr,
@@ -316,12 +318,34 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         admin,
         grace: s.shutdown_grace,
         sweeper,
+        healer,
         admin_addr_file,
         outputs: output_tasks,
         stop_outputs,
         enrich: (config.enrich.clone(), token_configs),
         enricher,
     })
+}
+
+/// How often a queue that failed to write checks whether it can reopen.
+const HEAL_EVERY: Duration = Duration::from_secs(2);
+
+/// Reopens the queue after a write error once there is room again, so Sluice
+/// recovers in-process (no restart needed) within seconds of space coming back.
+async fn heal_queue(state: Arc<IngestState>) {
+    let mut tick = tokio::time::interval(HEAL_EVERY);
+    loop {
+        tick.tick().await;
+        if state.queue.writable() {
+            continue;
+        }
+        let queue = Arc::clone(&state.queue);
+        match tokio::task::spawn_blocking(move || queue.reopen_if_failed()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "reopening the queue failed; retrying"),
+            Err(e) => tracing::error!(error = %e, "reopening the queue panicked; retrying"),
+        }
+    }
 }
 
 impl Running {
@@ -366,6 +390,8 @@ impl Running {
         let _ = std::fs::remove_file(&self.admin_addr_file);
         self.sweeper.abort();
         let _ = self.sweeper.await;
+        self.healer.abort();
+        let _ = self.healer.await;
         // Outputs finish requests in flight; unacknowledged batches are sent
         // again after the restart (their records are still queued).
         let _ = self.stop_outputs.send(true);

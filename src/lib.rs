@@ -10,5 +10,6 @@ pub mod hec;
 pub mod ingest;
 pub mod loadgen;
 pub mod metrics;
+pub mod private_fs;
 pub mod queue;
 pub mod tls;

@@ -31,6 +31,13 @@ pub struct Metrics {
     pub queue_oldest_age: Gauge,
     /// `sluice_queue_free_bytes`.
     pub queue_free_bytes: IntGauge,
+    /// `sluice_queue_write_errors_total`: failed appends and flushes (ENOSPC, EIO).
+    pub queue_write_errors: IntCounter,
+    /// `sluice_queue_writable` (0/1): 0 from a write error until the store is reopened.
+    pub queue_writable: IntGauge,
+    /// `sluice_queue_corrupt_records_total`: records that could not be read
+    /// and became dead letters with reason `corrupt`.
+    pub queue_corrupt_records: IntCounter,
     /// `sluice_client_ack_channels`.
     pub client_ack_channels: IntGauge,
     /// `sluice_client_acks_pending`.
@@ -131,6 +138,18 @@ impl Metrics {
             queue_free_bytes: IntGauge::new(
                 "sluice_queue_free_bytes",
                 "Free bytes on the queue's filesystem",
+            )?,
+            queue_write_errors: IntCounter::new(
+                "sluice_queue_write_errors_total",
+                "Queue appends and flushes that failed (ENOSPC, EIO)",
+            )?,
+            queue_writable: IntGauge::new(
+                "sluice_queue_writable",
+                "1 while the queue can write; 0 from a write error until the store is reopened",
+            )?,
+            queue_corrupt_records: IntCounter::new(
+                "sluice_queue_corrupt_records_total",
+                "Queued records that could not be read and were dead-lettered as corrupt",
             )?,
             client_ack_channels: IntGauge::new(
                 "sluice_client_ack_channels",
@@ -252,6 +271,9 @@ impl Metrics {
         r.register(Box::new(m.queue_bytes.clone()))?;
         r.register(Box::new(m.queue_oldest_age.clone()))?;
         r.register(Box::new(m.queue_free_bytes.clone()))?;
+        r.register(Box::new(m.queue_write_errors.clone()))?;
+        r.register(Box::new(m.queue_writable.clone()))?;
+        r.register(Box::new(m.queue_corrupt_records.clone()))?;
         r.register(Box::new(m.client_ack_channels.clone()))?;
         r.register(Box::new(m.client_acks_pending.clone()))?;
         r.register(Box::new(m.tls_cert_expiry.clone()))?;
@@ -274,7 +296,16 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.queue_writable.set(1);
         Ok(m)
+    }
+
+    /// Brings a counter up to a total kept elsewhere (counters only rise).
+    pub fn catch_up(counter: &IntCounter, total: u64) {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
     }
 
     /// Renders the registry in the Prometheus text format.

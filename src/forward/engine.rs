@@ -122,6 +122,8 @@ struct Engine {
     warned_no_ack: bool,
     /// The body `new_batch` just built, so a first send does not serialize twice.
     fresh: Option<(BatchId, bytes::Bytes, Option<String>)>,
+    /// The queue's store generation this state was built against.
+    generation: u64,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -202,6 +204,7 @@ pub fn spawn(
         Sink::Splunk(c) => c.indexers.len(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    let generation = ctx.queue.generation();
     let engine = Engine {
         s,
         ctx,
@@ -220,6 +223,7 @@ pub fn spawn(
         paused_until: None,
         warned_no_ack: false,
         fresh: None,
+        generation,
         tx,
     };
     let outputs: Vec<&str> = engine.ctx.outputs.iter().map(String::as_str).collect();
@@ -308,8 +312,29 @@ impl Engine {
         tracing::info!(output = %self.s.name, "output stopped");
     }
 
+    /// After the queue reopened its store (following a write error), releases
+    /// and removals the old store had not flushed may be undone: start over
+    /// from the oldest record this output has not released. Batches in flight
+    /// are forgotten (their answers are ignored) and sent again: at least once.
+    fn follow_reopen(&mut self) {
+        let generation = self.ctx.queue.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        tracing::warn!(output = %self.s.name, "queue store reopened; reading it again from the oldest record not yet delivered");
+        self.next = (0, 0);
+        self.current = None;
+        self.ledger = DeliveryLedger::new();
+        self.batches.clear();
+        self.resend.clear();
+        self.tracker = AckTracker::new();
+        self.fresh = None;
+    }
+
     /// Starts as many sends as allowed; returns how long to sleep if idle.
     async fn fill(&mut self) -> Duration {
+        self.follow_reopen();
         let idle = self.s.ack_poll_interval.min(Duration::from_secs(1));
         if let Some(t) = self.paused_until {
             let now = Instant::now();

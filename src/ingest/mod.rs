@@ -120,6 +120,8 @@ impl IngestState {
         m.queue_events.set(s.events as i64);
         m.queue_bytes.set(s.bytes as i64);
         m.queue_oldest_age.set(s.oldest_age_seconds);
+        m.queue_writable.set(i64::from(self.queue.writable()));
+        Metrics::catch_up(&m.queue_write_errors, self.queue.write_errors());
         if let Some(free) = self.queue.free_bytes() {
             m.queue_free_bytes.set(free as i64);
         }

@@ -27,9 +27,14 @@ pub struct DeadLetter {
 impl Queue {
     /// Stores an event that can never be delivered, with the reason.
     pub fn dead_letter(&self, letter: &DeadLetter) -> Result<u64, QueueError> {
-        let seq = self.db.generate_id().map_err(|e| self.store_err(e))?;
+        let seq = self
+            .store()?
+            .db
+            .generate_id()
+            .map_err(|e| self.store_err(e))?;
         let value = serde_json::to_vec(letter).unwrap_or_default();
-        self.dead
+        self.store()?
+            .dead
             .insert(seq.to_be_bytes(), value)
             .map_err(|e| self.store_err(e))?;
         Ok(seq)
@@ -38,7 +43,7 @@ impl Queue {
     /// Dead letters in order, with their sequence numbers.
     pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
         let mut out = Vec::new();
-        for item in self.dead.iter() {
+        for item in self.store()?.dead.iter() {
             let (k, v) = item.map_err(|e| self.store_err(e))?;
             let seq = id_of(&k).unwrap_or(0);
             let letter = serde_json::from_slice(&v)
@@ -51,6 +56,7 @@ impl Queue {
     /// One dead letter.
     pub fn dead_letter_get(&self, seq: u64) -> Result<Option<DeadLetter>, QueueError> {
         match self
+            .store()?
             .dead
             .get(seq.to_be_bytes())
             .map_err(|e| self.store_err(e))?
@@ -77,7 +83,8 @@ impl Queue {
     pub fn purge_dead(&self, seq: Option<u64>, output: Option<&str>) -> Result<u64, QueueError> {
         let mut n = 0;
         for (s, _) in self.dead_selected(seq, output)? {
-            self.dead
+            self.store()?
+                .dead
                 .remove(s.to_be_bytes())
                 .map_err(|e| self.store_err(e))?;
             n += 1;
@@ -117,12 +124,14 @@ impl Queue {
             };
             let pending = self.append(&meta, body)?;
             for other in outputs.iter().filter(|o| **o != d.output) {
-                self.released
+                self.store()?
+                    .released
                     .insert(marker_key(pending.id, other), &[])
                     .map_err(|e| self.store_err(e))?;
             }
             self.commit(pending).await?;
-            self.dead
+            self.store()?
+                .dead
                 .remove(s.to_be_bytes())
                 .map_err(|e| self.store_err(e))?;
             n += 1;

@@ -1,23 +1,27 @@
 //! The durable FIFO of accepted requests, over sled. The only module that names sled.
 
+mod body;
 mod commit;
 mod dead;
 pub mod export;
 pub mod record;
 mod release;
 mod space;
+mod store;
 
+pub use body::BodyReader;
 pub use dead::DeadLetter;
 pub use record::{BodyEncoding, DataEndpoint, Record, RecordMeta};
 
 use commit::GroupCommit;
-use record::{id_of_part, part_key, CorruptRecord, Header, IndexEntry, CHUNK_BYTES};
+use record::{part_key, CorruptRecord, Header, IndexEntry, CHUNK_BYTES};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use store::Store;
 
 /// Version of the on-disk layout; written at creation, checked at open.
 pub const FORMAT_VERSION: u32 = 1;
@@ -62,6 +66,12 @@ pub enum QueueError {
         /// Store directory.
         path: PathBuf,
     },
+    /// The store is being reopened after a write error.
+    #[error("queue {path} is being reopened after a write error")]
+    Reopening {
+        /// Store directory.
+        path: PathBuf,
+    },
     /// The flush thread could not start.
     #[error("queue {path}: {source}")]
     Io {
@@ -90,6 +100,8 @@ pub enum Busy {
     Full,
     /// Free space fell under `min_free_bytes`.
     DiskLow,
+    /// A write failed; the store is not writable until it is reopened.
+    WriteFailed,
 }
 
 /// Queue totals (also the public JSON of `sluice queue stats --json`).
@@ -122,23 +134,57 @@ pub struct Pending {
     /// The record's id.
     pub id: RecordId,
     seq: u64,
+    generation: u64,
+}
+
+/// The open store, shared with the flush thread, and whether it can write.
+struct Slot {
+    path: PathBuf,
+    /// `None` only while the store is being reopened.
+    store: RwLock<Option<Arc<Store>>>,
+    writable: AtomicBool,
+    write_errors: AtomicU64,
+    /// Bumped on every reopen: appends of an earlier generation were never
+    /// flushed by the store now open.
+    generation: AtomicU64,
+}
+
+impl Slot {
+    fn get(&self) -> Result<Arc<Store>, QueueError> {
+        self.store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| QueueError::Reopening {
+                path: self.path.clone(),
+            })
+    }
+
+    /// Records a failed write: the store refuses appends until reopened.
+    fn write_failed(&self, error: &dyn std::fmt::Display) {
+        self.write_errors.fetch_add(1, Ordering::SeqCst);
+        if self.writable.swap(false, Ordering::SeqCst) {
+            tracing::error!(path = %self.path.display(), error = %error, "queue write failed: refusing requests (503 code 9, /health 503 code 18) until the store is reopened; it is reopened as soon as there is free space again");
+        }
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        let store = self.get().map_err(|e| e.to_string())?;
+        store.db.flush().map(|_| ()).map_err(|e| {
+            self.write_failed(&e);
+            e.to_string()
+        })
+    }
 }
 
 /// The durable queue.
 pub struct Queue {
     path: PathBuf,
-    db: sled::Db,
-    records: sled::Tree,
-    index: sled::Tree,
-    /// Dead letters: `seq` → JSON ([`DeadLetter`]).
-    dead: sled::Tree,
+    slot: Arc<Slot>,
     /// Ids allocated whose insert has not finished: readers stop below them.
     appending: Mutex<BTreeSet<RecordId>>,
     /// Woken after every append, so outputs need not poll.
     appended_notify: tokio::sync::Notify,
-    /// Per-output delivery markers: `id ‖ output name` for records some
-    /// (not all) outputs have delivered.
-    released: sled::Tree,
     next_id: AtomicU64,
     appended: AtomicU64,
     totals: Mutex<Totals>,
@@ -168,94 +214,38 @@ fn id_of(k: &[u8]) -> Option<RecordId> {
     k.try_into().ok().map(u64::from_be_bytes)
 }
 
+/// How long a reopen waits for readers of the old store to let go.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
 impl Queue {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path, limits: QueueLimits) -> Result<Queue, QueueError> {
-        std::fs::create_dir_all(path).map_err(|source| QueueError::Io {
+        let opened = Store::open(path, limits.cache_bytes)?;
+        let slot = Arc::new(Slot {
             path: path.to_path_buf(),
-            source,
-        })?;
-        let store = |source: sled::Error| QueueError::Store {
-            path: path.to_path_buf(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(limits.cache_bytes)
-            .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io) if io.to_string().contains("lock") => QueueError::Locked {
-                    path: path.to_path_buf(),
-                },
-                _ => store(e),
-            })?;
-        let meta = db.open_tree("meta").map_err(store)?;
-        let records = db.open_tree("records").map_err(store)?;
-        let index = db.open_tree("index").map_err(store)?;
-        let released = db.open_tree("released").map_err(store)?;
-        let dead = db.open_tree("dead").map_err(store)?;
-        match meta.get(FORMAT_KEY).map_err(store)? {
-            Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
-            Some(v) => {
-                return Err(QueueError::Version {
-                    path: path.to_path_buf(),
-                    found: String::from_utf8_lossy(&v).into_owned(),
-                })
-            }
-            None => {
-                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_bytes())
-                    .map_err(store)?;
-                db.flush().map_err(store)?;
-            }
-        }
-        repair_index(&records, &index).map_err(|e| match e {
-            Repair::Store(e) => store(e),
-            Repair::Corrupt(source) => QueueError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
-        let mut totals = Totals::default();
-        for item in index.iter() {
-            let (_, v) = item.map_err(store)?;
-            let e = IndexEntry::decode(&v).map_err(|source| QueueError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            totals.records += 1;
-            totals.events += e.events;
-            totals.bytes += e.bytes;
-        }
-        let next_id = match records.last().map_err(store)? {
-            Some((k, _)) => id_of_part(&k).map_or(0, |id| id + 1),
-            None => 0,
-        };
-        let flush_db = db.clone();
+            store: RwLock::new(Some(Arc::new(opened.store))),
+            writable: AtomicBool::new(true),
+            write_errors: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        });
+        let flusher = Arc::clone(&slot);
         let commit =
-            GroupCommit::start(move || flush_db.flush().map(|_| ()).map_err(|e| e.to_string()))
-                .map_err(|source| QueueError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-        let q = Queue {
+            GroupCommit::start(move || flusher.flush()).map_err(|source| QueueError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Queue {
             path: path.to_path_buf(),
-            db,
-            records,
-            index,
-            released,
-            dead,
+            slot,
             appending: Mutex::new(BTreeSet::new()),
             appended_notify: tokio::sync::Notify::new(),
-            next_id: AtomicU64::new(next_id),
+            next_id: AtomicU64::new(opened.next_id),
             appended: AtomicU64::new(0),
-            full: AtomicBool::new(totals.bytes >= limits.max_bytes),
-            totals: Mutex::new(totals),
+            full: AtomicBool::new(opened.totals.bytes >= limits.max_bytes),
+            totals: Mutex::new(opened.totals),
             limits,
             commit,
-        };
-        Ok(q)
+        })
     }
 
     /// The store's directory.
@@ -263,17 +253,45 @@ impl Queue {
         &self.path
     }
 
+    fn store(&self) -> Result<Arc<Store>, QueueError> {
+        self.slot.get()
+    }
+
+    /// A sled error; I/O errors make the store unwritable until reopened
+    /// (sled keeps failing after one).
     fn store_err(&self, source: sled::Error) -> QueueError {
+        if matches!(source, sled::Error::Io(_)) {
+            self.slot.write_failed(&source);
+        }
         QueueError::Store {
             path: self.path.clone(),
             source,
         }
     }
 
+    /// Whether appends can be written (false after a write error, until reopened).
+    pub fn writable(&self) -> bool {
+        self.slot.writable.load(Ordering::SeqCst)
+    }
+
+    /// Failed appends and flushes since start.
+    pub fn write_errors(&self) -> u64 {
+        self.slot.write_errors.load(Ordering::SeqCst)
+    }
+
+    /// Changes each time the store is reopened: readers start over then
+    /// (markers and removals not yet flushed by the old store may be gone).
+    pub fn generation(&self) -> u64 {
+        self.slot.generation.load(Ordering::SeqCst)
+    }
+
     /// Whether a record of `incoming` bytes may be appended now. Stored bytes
     /// may overshoot `max_bytes` by the requests in flight; the watermark is
     /// a back-pressure signal, the free-space floor is the hard stop.
     pub fn admit(&self, incoming: u64) -> Result<(), Busy> {
+        if !self.writable() {
+            return Err(Busy::WriteFailed);
+        }
         let bytes = self.lock_totals().bytes;
         if self.full.load(Ordering::Relaxed) {
             if bytes.saturating_mul(10) >= self.limits.max_bytes.saturating_mul(9) {
@@ -294,7 +312,7 @@ impl Queue {
         Ok(())
     }
 
-    /// Whether the queue is over a watermark (for `/health`).
+    /// Whether the queue is over a watermark or cannot write (for `/health`).
     pub fn over_watermark(&self) -> bool {
         self.admit(0).is_err()
     }
@@ -306,6 +324,56 @@ impl Queue {
 
     fn lock_totals(&self) -> std::sync::MutexGuard<'_, Totals> {
         self.totals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a write error: once the free-space floor is met again, closes
+    /// the store and opens it anew, which clears sled's sticky error. Appends
+    /// that were not flushed were answered 503 and are retried by their
+    /// senders. Returns whether the store is writable afterwards.
+    pub fn reopen_if_failed(&self) -> Result<bool, QueueError> {
+        if self.writable() {
+            return Ok(true);
+        }
+        if self
+            .free_bytes()
+            .is_some_and(|f| f < self.limits.min_free_bytes)
+        {
+            return Ok(false);
+        }
+        let mut slot = self.slot.store.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slot.take() {
+            // sled's file lock goes with the last handle of the old store.
+            let deadline = Instant::now() + REOPEN_WAIT;
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if Arc::strong_count(&old) > 1 {
+                *slot = Some(old);
+                return Ok(false);
+            }
+            drop(old);
+        }
+        let mut attempt = 0;
+        let opened = loop {
+            match Store::open(&self.path, self.limits.cache_bytes) {
+                Ok(o) => break o,
+                Err(QueueError::Locked { .. }) if attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *self.lock_totals() = opened.totals;
+        // Ids never go back: an output's cursor may be past unflushed ones.
+        self.next_id.fetch_max(opened.next_id, Ordering::SeqCst);
+        *slot = Some(Arc::new(opened.store));
+        self.slot.generation.fetch_add(1, Ordering::SeqCst);
+        self.slot.writable.store(true, Ordering::SeqCst);
+        drop(slot);
+        tracing::warn!(path = %self.path.display(), "queue store reopened after a write error; accepting again");
+        self.appended_notify.notify_waiters();
+        Ok(true)
     }
 
     /// Stores a record in memory; call [`Queue::commit`] before acknowledging it.
@@ -331,6 +399,13 @@ impl Queue {
         meta: &RecordMeta,
         body: &[u8],
     ) -> Result<Pending, QueueError> {
+        // Held for the whole write: a reopen cannot slip between the insert
+        // and the sequence number that its flush will cover.
+        let guard = self.slot.store.read().unwrap_or_else(|e| e.into_inner());
+        let store = guard.as_ref().ok_or_else(|| QueueError::Reopening {
+            path: self.path.clone(),
+        })?;
+        let generation = self.generation();
         let chunks = body.chunks(CHUNK_BYTES);
         let n = u32::try_from(chunks.len()).map_err(|_| QueueError::Corrupt {
             path: self.path.clone(),
@@ -344,7 +419,8 @@ impl Queue {
         for (i, chunk) in chunks.enumerate() {
             batch.insert(&part_key(id, i as u32 + 1)[..], chunk);
         }
-        self.records
+        store
+            .records
             .apply_batch(batch)
             .map_err(|e| self.store_err(e))?;
         let entry = IndexEntry {
@@ -353,7 +429,8 @@ impl Queue {
             received_ms: meta.received_ms,
         };
         // Record before index: after a crash an index entry always has its record.
-        self.index
+        store
+            .index
             .insert(key(id), &entry.encode()[..])
             .map_err(|e| self.store_err(e))?;
         {
@@ -363,22 +440,30 @@ impl Queue {
             t.bytes += entry.bytes;
         }
         let seq = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(Pending { id, seq })
+        Ok(Pending {
+            id,
+            seq,
+            generation,
+        })
     }
 
     /// Waits until `pending` is on disk (sharing the flush with concurrent appends).
     pub async fn commit(&self, pending: Pending) -> Result<(), QueueError> {
-        self.commit
-            .wait(pending.seq)
-            .await
-            .map_err(|_| QueueError::Flush {
+        let flushed = self.commit.wait(pending.seq).await;
+        // A reopen since the append means the store that was flushed is not
+        // the one the record was written to.
+        if flushed.is_err() || self.generation() != pending.generation {
+            return Err(QueueError::Flush {
                 path: self.path.clone(),
-            })
+            });
+        }
+        Ok(())
     }
 
     /// Flushes everything to disk now.
     pub fn flush(&self) -> Result<(), QueueError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.store_err(e))
+        let store = self.store()?;
+        store.db.flush().map(|_| ()).map_err(|e| self.store_err(e))
     }
 
     fn corrupt(&self, source: CorruptRecord) -> QueueError {
@@ -388,8 +473,8 @@ impl Queue {
         }
     }
 
-    fn header(&self, id: RecordId) -> Result<Option<Header>, QueueError> {
-        match self
+    fn header(&self, store: &Store, id: RecordId) -> Result<Option<Header>, QueueError> {
+        match store
             .records
             .get(part_key(id, 0))
             .map_err(|e| self.store_err(e))?
@@ -399,43 +484,81 @@ impl Queue {
         }
     }
 
-    /// Reads one record.
+    /// Reads one record whole (the CLI's export and tests; outputs stream
+    /// with [`Queue::body_reader`]).
     pub fn get(&self, id: RecordId) -> Result<Option<Record>, QueueError> {
-        let Some(header) = self.header(id)? else {
+        let Some((meta, mut reader)) = self.body_reader(id)? else {
             return Ok(None);
         };
-        let mut body = Vec::with_capacity(header.chunks as usize * CHUNK_BYTES);
-        let mut parts = 0u32;
-        for item in self.records.range(part_key(id, 1)..=part_key(id, u32::MAX)) {
-            let (_, v) = item.map_err(|e| self.store_err(e))?;
-            body.extend_from_slice(&v);
-            parts += 1;
-        }
-        if parts != header.chunks {
-            return Err(self.corrupt(CorruptRecord(format!(
-                "record {id} has {parts} of {} body chunks",
-                header.chunks
-            ))));
-        }
-        Ok(Some(Record {
-            meta: header.meta,
-            body,
-        }))
+        let mut body = Vec::with_capacity(reader.chunks() as usize * CHUNK_BYTES);
+        std::io::Read::read_to_end(&mut reader, &mut body).map_err(|e| self.read_error(e))?;
+        Ok(Some(Record { meta, body }))
     }
 
-    /// Receive time (ms since the epoch) of a queued record.
-    pub fn received_ms(&self, id: RecordId) -> Option<u64> {
-        self.index
+    /// A record's metadata and a reader of its stored body, chunk by chunk.
+    pub fn body_reader(
+        &self,
+        id: RecordId,
+    ) -> Result<Option<(RecordMeta, BodyReader<'_>)>, QueueError> {
+        let store = self.store()?;
+        let Some(header) = self.header(&store, id)? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            header.meta,
+            BodyReader::new(self, id, header.chunks, self.generation()),
+        )))
+    }
+
+    /// One stored body chunk (`part` from 1), for [`BodyReader`].
+    fn chunk(&self, id: RecordId, part: u32, generation: u64) -> Result<Vec<u8>, QueueError> {
+        let store = self.store()?;
+        if self.generation() != generation {
+            return Err(QueueError::Reopening {
+                path: self.path.clone(),
+            });
+        }
+        match store
+            .records
+            .get(part_key(id, part))
+            .map_err(|e| self.store_err(e))?
+        {
+            Some(v) => Ok(v.to_vec()),
+            None => Err(self.corrupt(CorruptRecord(format!(
+                "record {id} lacks body chunk {part}"
+            )))),
+        }
+    }
+
+    /// The queue error inside an I/O error from a [`BodyReader`].
+    fn read_error(&self, e: std::io::Error) -> QueueError {
+        match e.into_inner().map(|inner| inner.downcast::<QueueError>()) {
+            Some(Ok(q)) => *q,
+            Some(Err(other)) => self.corrupt(CorruptRecord(other.to_string())),
+            None => self.corrupt(CorruptRecord("unreadable body".into())),
+        }
+    }
+
+    fn index_entry(&self, id: RecordId) -> Option<IndexEntry> {
+        self.store()
+            .ok()?
+            .index
             .get(key(id))
             .ok()
             .flatten()
             .and_then(|v| IndexEntry::decode(&v).ok())
-            .map(|e| e.received_ms)
+    }
+
+    /// Receive time (ms since the epoch) of a queued record.
+    pub fn received_ms(&self, id: RecordId) -> Option<u64> {
+        self.index_entry(id).map(|e| e.received_ms)
     }
 
     /// Whether a record is still queued.
     pub fn contains(&self, id: RecordId) -> bool {
-        self.index.contains_key(key(id)).unwrap_or(true)
+        self.store()
+            .map(|s| s.index.contains_key(key(id)).unwrap_or(true))
+            .unwrap_or(true)
     }
 
     /// Every id below this is either stored whole or gone: readers must not
@@ -453,24 +576,30 @@ impl Queue {
     }
 
     /// Ids of stored records from `from` on, in arrival order.
-    pub fn ids_from(&self, from: RecordId) -> impl Iterator<Item = RecordId> + '_ {
-        self.index
-            .range(key(from)..)
-            .keys()
+    pub fn ids_from(&self, from: RecordId) -> impl Iterator<Item = RecordId> {
+        let iter = self.store().ok().map(|s| s.index.range(key(from)..).keys());
+        iter.into_iter()
+            .flatten()
             .filter_map(|k| k.ok().and_then(|k| id_of(&k)))
     }
 
     /// Deletes a delivered record.
     pub fn remove(&self, id: RecordId) -> Result<bool, QueueError> {
-        let Some(v) = self.index.remove(key(id)).map_err(|e| self.store_err(e))? else {
+        let store = self.store()?;
+        let Some(v) = store.index.remove(key(id)).map_err(|e| self.store_err(e))? else {
             return Ok(false);
         };
-        let chunks = self.header(id)?.map_or(0, |h| h.chunks);
+        // Every part under the id, even when the header is unreadable.
         let mut batch = sled::Batch::default();
-        for part in 0..=chunks {
-            batch.remove(&part_key(id, part)[..]);
+        for k in store
+            .records
+            .range(part_key(id, 0)..=part_key(id, u32::MAX))
+            .keys()
+        {
+            batch.remove(k.map_err(|e| self.store_err(e))?);
         }
-        self.records
+        store
+            .records
             .apply_batch(batch)
             .map_err(|e| self.store_err(e))?;
         if let Ok(e) = IndexEntry::decode(&v) {
@@ -486,10 +615,9 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let t = *self.lock_totals();
         let oldest_age_seconds = self
-            .index
-            .first()
+            .store()
             .ok()
-            .flatten()
+            .and_then(|s| s.index.first().ok().flatten())
             .and_then(|(_, v)| IndexEntry::decode(&v).ok())
             .map_or(0.0, |e| {
                 now_ms().saturating_sub(e.received_ms) as f64 / 1000.0
@@ -500,46 +628,6 @@ impl Queue {
             bytes: t.bytes,
             oldest_age_seconds,
         }
-    }
-}
-
-enum Repair {
-    Store(sled::Error),
-    Corrupt(CorruptRecord),
-}
-
-/// Records are written before their index entry, so a crash can leave records
-/// at the tail without one: rebuild those entries from the record headers.
-fn repair_index(records: &sled::Tree, index: &sled::Tree) -> Result<(), Repair> {
-    let after = match index.last().map_err(Repair::Store)? {
-        Some((k, _)) => id_of(&k).map_or(0, |id| id + 1),
-        None => 0,
-    };
-    let mut next = after;
-    loop {
-        let Some((k, v)) = records
-            .range(part_key(next, 0)..)
-            .next()
-            .transpose()
-            .map_err(Repair::Store)?
-        else {
-            return Ok(());
-        };
-        let id = id_of_part(&k).ok_or_else(|| Repair::Corrupt(CorruptRecord("bad key".into())))?;
-        let header = Header::decode(&v).map_err(Repair::Corrupt)?;
-        let mut bytes = v.len() as u64;
-        for item in records.range(part_key(id, 1)..=part_key(id, u32::MAX)) {
-            bytes += item.map_err(Repair::Store)?.1.len() as u64;
-        }
-        let entry = IndexEntry {
-            events: header.meta.events,
-            bytes,
-            received_ms: header.meta.received_ms,
-        };
-        index
-            .insert(key(id), &entry.encode()[..])
-            .map_err(Repair::Store)?;
-        next = id + 1;
     }
 }
 
@@ -610,9 +698,16 @@ mod tests {
             assert_eq!(q.get(1).unwrap().unwrap().body, body);
             assert!(q.remove(1).unwrap());
             assert!(q.get(1).unwrap().is_none());
-            assert_eq!(q.records.range(part_key(1, 0)..part_key(2, 0)).count(), 0);
+            assert_eq!(
+                q.store()
+                    .unwrap()
+                    .records
+                    .range(part_key(1, 0)..part_key(2, 0))
+                    .count(),
+                0
+            );
             // A crash between the record and its index entry.
-            q.index.remove(key(2)).unwrap();
+            q.store().unwrap().index.remove(key(2)).unwrap();
             q.flush().unwrap();
         }
         let q = Queue::open(dir.path(), limits()).unwrap();
@@ -640,16 +735,28 @@ mod tests {
             assert!(!q.contains(0));
             assert!(q.is_released(0, "splunk"), "gone counts as delivered");
             // A crash after the last marker but before the delete.
-            q.released.insert(marker_key(1, "splunk"), &[]).unwrap();
-            q.released.insert(marker_key(1, "archive"), &[]).unwrap();
-            q.released.insert(marker_key(2, "archive"), &[]).unwrap();
+            q.store()
+                .unwrap()
+                .released
+                .insert(marker_key(1, "splunk"), &[])
+                .unwrap();
+            q.store()
+                .unwrap()
+                .released
+                .insert(marker_key(1, "archive"), &[])
+                .unwrap();
+            q.store()
+                .unwrap()
+                .released
+                .insert(marker_key(2, "archive"), &[])
+                .unwrap();
             q.flush().unwrap();
         }
         let q = Queue::open(dir.path(), limits()).unwrap();
         assert_eq!(q.sweep_released(&outputs).unwrap(), 1);
         assert_eq!(q.ids_from(0).collect::<Vec<_>>(), vec![2]);
         assert!(q.is_released(2, "archive"));
-        assert_eq!(q.released.len(), 1);
+        assert_eq!(q.store().unwrap().released.len(), 1);
         // An output removed from the config no longer holds records back.
         assert!(q.release(2, "archive", &["archive"]).unwrap());
         assert_eq!(q.stats().records, 0);
@@ -730,6 +837,51 @@ mod tests {
             removed += 1;
         }
         assert_eq!(q.admit(1), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_write_error_refuses_until_reopened_and_keeps_what_was_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        let p = q.append(&meta(1), b"kept").unwrap();
+        q.commit(p).await.unwrap();
+        let unflushed = q.append(&meta(1), b"not flushed").unwrap();
+        q.slot.write_failed(&"simulated ENOSPC");
+        assert_eq!(q.admit(1), Err(Busy::WriteFailed));
+        assert!(q.over_watermark());
+        assert_eq!(q.write_errors(), 1);
+        let generation = q.generation();
+        assert!(q.reopen_if_failed().unwrap());
+        assert!(q.writable());
+        assert_eq!(q.generation(), generation + 1);
+        assert!(
+            q.commit(unflushed).await.is_err(),
+            "an append to the old store is never reported durable"
+        );
+        assert_eq!(q.get(p.id).unwrap().unwrap().body, b"kept");
+        let next = q.append(&meta(1), b"after").unwrap();
+        assert!(next.id > unflushed.id, "ids never go back");
+        q.commit(next).await.unwrap();
+        assert_eq!(q.admit(1), Ok(()));
+    }
+
+    #[test]
+    fn body_reader_streams_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        let body: Vec<u8> = (0..(CHUNK_BYTES * 2 + 5))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let p = q.append(&meta(1), &body).unwrap();
+        let (m, mut r) = q.body_reader(p.id).unwrap().unwrap();
+        assert_eq!(m.events, 1);
+        assert_eq!(r.chunks(), 3);
+        let mut small = [0u8; 1000];
+        let n = std::io::Read::read(&mut r, &mut small).unwrap();
+        assert_eq!(&small[..n], &body[..n]);
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+        assert_eq!([&small[..n], &rest[..]].concat(), body);
     }
 
     #[test]

@@ -11,7 +11,8 @@ impl Queue {
         output: &str,
         outputs: &[&str],
     ) -> Result<bool, QueueError> {
-        self.released
+        self.store()?
+            .released
             .insert(marker_key(id, output), &[])
             .map_err(|e| self.store_err(e))?;
         self.remove_if_released(id, outputs)
@@ -20,15 +21,16 @@ impl Queue {
     /// Whether `output` already delivered `id` (so a restart does not send it again).
     pub fn is_released(&self, id: RecordId, output: &str) -> bool {
         !self.contains(id)
-            || self
-                .released
-                .contains_key(marker_key(id, output))
-                .unwrap_or(false)
+            || self.store().is_ok_and(|s| {
+                s.released
+                    .contains_key(marker_key(id, output))
+                    .unwrap_or(false)
+            })
     }
 
     fn remove_if_released(&self, id: RecordId, outputs: &[&str]) -> Result<bool, QueueError> {
         let mut done: Vec<Vec<u8>> = Vec::new();
-        for item in self.released.scan_prefix(key(id)) {
+        for item in self.store()?.released.scan_prefix(key(id)) {
             let (k, _) = item.map_err(|e| self.store_err(e))?;
             done.push(k[8..].to_vec());
         }
@@ -45,7 +47,8 @@ impl Queue {
             k.extend_from_slice(&name);
             batch.remove(k);
         }
-        self.released
+        self.store()?
+            .released
             .apply_batch(batch)
             .map_err(|e| self.store_err(e))?;
         Ok(true)
@@ -55,7 +58,7 @@ impl Queue {
     /// yet deleted) and drops markers of records already gone.
     pub fn sweep_released(&self, outputs: &[&str]) -> Result<u64, QueueError> {
         let mut ids: Vec<RecordId> = Vec::new();
-        for item in self.released.iter().keys() {
+        for item in self.store()?.released.iter().keys() {
             let k = item.map_err(|e| self.store_err(e))?;
             if let Some(id) = id_of(&k[..8.min(k.len())]) {
                 if ids.last() != Some(&id) {
@@ -67,13 +70,17 @@ impl Queue {
         for id in ids {
             if !self.contains(id) {
                 let stale: Vec<_> = self
+                    .store()?
                     .released
                     .scan_prefix(key(id))
                     .keys()
                     .filter_map(Result::ok)
                     .collect();
                 for k in stale {
-                    self.released.remove(k).map_err(|e| self.store_err(e))?;
+                    self.store()?
+                        .released
+                        .remove(k)
+                        .map_err(|e| self.store_err(e))?;
                 }
             } else if self.remove_if_released(id, outputs)? {
                 removed += 1;

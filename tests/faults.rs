@@ -1,0 +1,209 @@
+//! The fault matrix of the hardening issue: one test per fault, each on the
+//! real server with real TLS. A test that cannot run here (it needs root for
+//! a tmpfs, say) prints `SKIPPED:` with the reason, so CI's log shows it.
+
+mod support;
+use support::*;
+
+#[path = "support/process.rs"]
+mod process;
+use process::*;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const RAW: &str = "/services/collector/raw";
+const HEALTH: &str = "/services/collector/health";
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mib` MiB at `dir`, or says why it cannot.
+    fn mount(dir: &Path, mib: u64) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed (needs root): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `dir` until a write fails with ENOSPC.
+fn fill_disk(file: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(file).unwrap();
+    let block = vec![0x5au8; 64 << 10];
+    loop {
+        match f.write_all(&block) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc_enospc()) => break,
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    // Whatever is left is smaller than one block.
+    let _ = f.write_all(&block[..4096]);
+    let _ = f.sync_all();
+}
+
+fn libc_enospc() -> i32 {
+    28
+}
+
+async fn hec_answer(client: &reqwest::Client, url: &str, body: &[u8]) -> (u16, Value) {
+    let resp = client
+        .post(url)
+        .header("Authorization", format!("Splunk {TOKEN}"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("request");
+    answer(resp).await
+}
+
+async fn health(client: &reqwest::Client, base: &str) -> (u16, Value) {
+    answer(client.get(format!("{base}{HEALTH}")).send().await.unwrap()).await
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+/// Finding 1: a write error stuck until a restart while `/health` said 200.
+/// Now: 503 code 9 and `/health` 503 code 18 while the disk is full, the
+/// write error counted, and accepting again by itself once space is back,
+/// with every event answered 200 still queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_is_visible_and_recovers_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _fs = match Tmpfs::mount(&mnt, 48) {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("SKIPPED: enospc_is_visible_and_recovers_when_space_returns: {why}");
+            return;
+        }
+    };
+    let data = mnt.join("data");
+    let mut server = TestServer::start_with(&data, "", "").await;
+    let c = server.http1();
+    let url = server.url(RAW);
+    let mut accepted = Vec::new();
+
+    // Before: accepted, healthy.
+    for i in 0..3 {
+        let line = format!("before-{i}");
+        let (status, body) = hec_answer(&c, &url, line.as_bytes()).await;
+        assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
+        accepted.push(line);
+    }
+    assert_eq!(
+        health(&c, &server.base).await,
+        (200, json!({"text":"HEC is healthy","code":17}))
+    );
+    println!("ENOSPC before: 3 accepted, /health 200 code 17");
+
+    // During: another writer fills the filesystem.
+    let filler = mnt.join("filler");
+    fill_disk(&filler);
+    // Leave 64 KiB: the free-space floor (0 here) admits small requests,
+    // and sled's writes, larger than the bodies, run into ENOSPC.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - 64 * 1024).unwrap();
+    drop(f);
+    let mut n = 0u64;
+    let first_refusal = loop {
+        let body: String = (0..3000u64)
+            .map(|k| char::from(b'a' + ((k * 7 + n * 13) % 26) as u8))
+            .collect();
+        let (status, b) = hec_answer(&c, &url, body.as_bytes()).await;
+        if status != 200 {
+            break b;
+        }
+        accepted.push(body);
+        n += 1;
+        assert!(n < 1000, "64 KiB never ran out");
+    };
+    assert_eq!(first_refusal["code"], 9, "{first_refusal}");
+    let m = server.metrics().await;
+    assert!(
+        metric(&m, "sluice_queue_write_errors_total") >= 1.0,
+        "the refusal was not a write error: {m}"
+    );
+    let mut refused = 0;
+    for i in 0..5 {
+        let (status, body) = hec_answer(&c, &url, format!("during-{i}").as_bytes()).await;
+        assert_ne!(status, 200, "a 200 while the disk is full: {body}");
+        assert_eq!((status, body["code"].clone()), (503, json!(9)), "{body}");
+        refused += 1;
+    }
+    let (hs, hb) = health(&c, &server.base).await;
+    assert_eq!((hs, hb["code"].clone()), (503, json!(18)), "{hb}");
+    let m = server.metrics().await;
+    assert!(metric(&m, "sluice_queue_write_errors_total") >= 1.0, "{m}");
+    assert_eq!(metric(&m, "sluice_queue_writable"), 0.0);
+    println!("ENOSPC during: {n} more accepted until sled hit ENOSPC, then {refused} refused with 503 code 9, /health 503 code 18");
+
+    // After: space comes back; accepting again within 30 s, no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    loop {
+        let (status, _) = hec_answer(&c, &url, b"after-probe").await;
+        if status == 200 {
+            accepted.push("after-probe".into());
+            break;
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(30),
+            "still refusing 30 s after space came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let took = freed.elapsed();
+    assert_eq!(
+        health(&c, &server.base).await,
+        (200, json!({"text":"HEC is healthy","code":17}))
+    );
+    for i in 0..3 {
+        let line = format!("after-{i}");
+        let (status, body) = hec_answer(&c, &url, line.as_bytes()).await;
+        assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
+        accepted.push(line);
+    }
+    let m = server.metrics().await;
+    assert_eq!(metric(&m, "sluice_queue_writable"), 1.0);
+    println!("ENOSPC after: accepting again {took:?} after space returned, /health 200 code 17");
+
+    server.stop().await;
+    let queue = open_queue(&data);
+    let queued = queued_event_set(&queue);
+    for line in &accepted {
+        assert!(queued.contains(line), "accepted {line:?} is not queued");
+    }
+}
