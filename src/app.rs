@@ -126,6 +126,7 @@ fn default_token_config() -> TokenConfig {
         sourcetype: Some("cloudflare:network_analytics".into()),
         source: Some("cloudflare:logpush".into()),
         ack: AckMode::None,
+        ack_max: None,
         allow_query_token: false,
         allowed_indexes: Vec::new(),
         disabled: false,
@@ -244,7 +245,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         tracing::info!(output = o.name(), "output started");
     }
 
-    let acks = ClientAcks::new(s.ack_max_per_channel, s.ack_max_total, s.ack_channel_idle);
+    let acks = ClientAcks::new(
+        s.ack_max_per_channel,
+        s.ack_max_total,
+        ingest::acks::budgets(&token_configs, s.ack_max_total),
+        s.ack_channel_idle,
+    );
     let state = Arc::new(IngestState::new(
         tokens,
         queue,

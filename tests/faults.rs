@@ -207,3 +207,95 @@ async fn enospc_is_visible_and_recovers_when_space_returns() {
         assert!(queued.contains(line), "accepted {line:?} is not queued");
     }
 }
+
+const ACK2_TOKEN: &str = "bbbbbbbb-2222-4333-8444-555555555555";
+const EVENT: &str = "/services/collector/event";
+const ACK: &str = "/services/collector/ack";
+
+fn channel(n: u32) -> String {
+    format!("{n:08x}-5b0e-4a7b-9c1d-2e3f4a5b6c7d")
+}
+
+async fn send_on(c: &reqwest::Client, base: &str, token: &str, ch: &str) -> (u16, Value) {
+    let resp = c
+        .post(format!("{base}{EVENT}?channel={ch}"))
+        .header("Authorization", format!("Splunk {token}"))
+        .body(r#"{"event":"tenant"}"#)
+        .send()
+        .await
+        .unwrap();
+    answer(resp).await
+}
+
+async fn poll(c: &reqwest::Client, base: &str, token: &str, ch: &str, id: u64) -> Value {
+    let resp = c
+        .post(format!("{base}{ACK}?channel={ch}"))
+        .header("Authorization", format!("Splunk {token}"))
+        .body(json!({ "acks": [id] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(resp).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Finding 6: ack ids were keyed by channel only, and one token could fill
+/// the global ack budget. Now another token polling the same channel sees
+/// nothing, each token has its own `ack_max`, and `/health` says code 19
+/// only when the whole ack service is out of room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_have_their_own_acks_and_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[tokens]]\nname = \"acked2\"\ntoken = \"{ACK2_TOKEN}\"\nack = \"durable\"\nack_max = 3\n",
+        config_text(dir.path(), "ack_max_per_channel = 2\nack_max_total = 4", "")
+    );
+    let server = TestServer::start_text(dir.path(), &text).await;
+    let c = server.http1();
+    let base = &server.base;
+
+    // Isolation: same channel, other token.
+    let shared = channel(1);
+    let (s, b) = send_on(&c, base, ACK_TOKEN, &shared).await;
+    assert_eq!((s, b["ackId"].clone()), (200, json!(0)), "{b}");
+    assert_eq!(
+        poll(&c, base, ACK2_TOKEN, &shared, 0).await,
+        json!({"acks":{"0":false}}),
+        "another token must not see (or consume) the id"
+    );
+    assert_eq!(
+        poll(&c, base, ACK_TOKEN, &shared, 0).await,
+        json!({"acks":{"0":true}}),
+        "the owner still gets its true"
+    );
+
+    // Budgets: "acked" gets an equal share (4 / 2 ack-enabled tokens = 2).
+    for n in 10..12 {
+        let (s, b) = send_on(&c, base, ACK_TOKEN, &channel(n)).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = send_on(&c, base, ACK_TOKEN, &channel(12)).await;
+    assert_eq!(
+        (s, b["code"].clone()),
+        (503, json!(9)),
+        "over its own budget: {b}"
+    );
+    assert_eq!(
+        health(&c, base).await,
+        (200, json!({"text":"HEC is healthy","code":17})),
+        "one token over its budget is not the service's problem"
+    );
+    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel(20)).await;
+    assert_eq!((s, b["ackId"].clone()), (200, json!(0)), "not starved: {b}");
+    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel(21)).await;
+    assert_eq!(s, 200, "{b}");
+    // 4 pending in all: the ack service is out of room.
+    let (hs, hb) = health(&c, base).await;
+    assert_eq!((hs, hb["code"].clone()), (503, json!(19)), "{hb}");
+    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel(22)).await;
+    assert_eq!((s, b["code"].clone()), (503, json!(9)), "{b}");
+    // Requests without acks still flow.
+    let (s, _) = hec_answer(&c, &server.url(RAW), b"no acks").await;
+    assert_eq!(s, 200);
+}

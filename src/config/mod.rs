@@ -147,6 +147,10 @@ pub struct TokenConfig {
     /// Acknowledgement mode.
     #[serde(default)]
     pub ack: AckMode,
+    /// Pending client ack ids this token may hold; beyond it its requests get
+    /// 503 code 9. Default: `server.ack_max_total` divided by the number of
+    /// ack-enabled tokens.
+    pub ack_max: Option<usize>,
     /// Accept the token as `?token=` in the query string.
     #[serde(default)]
     pub allow_query_token: bool,
@@ -430,6 +434,21 @@ impl Config {
                     if v.expose().trim().is_empty() || v.expose().contains(char::is_whitespace) =>
                 {
                     return Err(invalid(key("token"), "must be non-empty without spaces"))
+                }
+                _ => {}
+            }
+            match t.ack_max {
+                Some(_) if t.ack == AckMode::None => {
+                    return Err(invalid(
+                        key("ack_max"),
+                        "needs ack = \"durable\" or \"delivered\"",
+                    ))
+                }
+                Some(n) if n == 0 || n > s.ack_max_total => {
+                    return Err(invalid(
+                        key("ack_max"),
+                        "must be above 0 and at most server.ack_max_total",
+                    ))
                 }
                 _ => {}
             }

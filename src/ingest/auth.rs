@@ -81,6 +81,7 @@ mod tests {
                 sourcetype: None,
                 source: None,
                 ack: AckMode::None,
+                ack_max: None,
                 allow_query_token: query,
                 allowed_indexes: vec![],
                 disabled,

@@ -109,10 +109,13 @@ async fn health(st: State) -> HttpResponse {
     let started = Instant::now();
     let reply = if st.is_draining() {
         Reply::closing(codes::SHUTTING_DOWN)
-    } else if st.queue.over_watermark() {
-        Reply::status(codes::UNHEALTHY_QUEUES_FULL)
     } else {
-        Reply::status(codes::HEALTHY)
+        match (st.queue.over_watermark(), st.acks.service_full()) {
+            (true, true) => Reply::status(codes::UNHEALTHY_QUEUES_ACK),
+            (true, false) => Reply::status(codes::UNHEALTHY_QUEUES_FULL),
+            (false, true) => Reply::status(codes::UNHEALTHY_ACK),
+            (false, false) => Reply::status(codes::HEALTHY),
+        }
     };
     st.answer("health", reply, started)
 }
@@ -295,9 +298,11 @@ async fn enqueue(
         tracing::debug!(?busy, "queue refuses new records");
         return Err(codes::SERVER_BUSY.into());
     }
-    if ack_channel.is_some() && !st.acks.has_room() {
-        tracing::warn!("client ack registry is full");
-        return Err(codes::SERVER_BUSY.into());
+    if ack_channel.is_some() {
+        if let Err(full) = st.acks.has_room(&token.config.name) {
+            tracing::warn!(token = %token.config.name, ?full, "no room for another client ack id");
+            return Err(codes::SERVER_BUSY.into());
+        }
     }
     let queue = st.queue.clone();
     let received = body.len() as u64;
@@ -338,7 +343,7 @@ async fn enqueue(
         AckMode::Durable => AckWait::Flushed,
         AckMode::Delivered => AckWait::Delivered(pending.id),
     };
-    Ok(ack_channel.map(|c| st.acks.register(c, wait)))
+    Ok(ack_channel.map(|c| st.acks.register(&token.config.name, c, wait)))
 }
 
 async fn ack_poll(
@@ -374,7 +379,9 @@ async fn ack_poll(
         AckRequest::parse(&decoded).map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
     let results = st
         .acks
-        .query(channel, &request.acks, |rec| !st.queue.contains(rec));
+        .query(&token.config.name, channel, &request.acks, |rec| {
+            !st.queue.contains(rec)
+        });
     Ok(Reply {
         acks: Some(AckReply::from_pairs(results)),
         ..Reply::status(codes::SUCCESS)
