@@ -1,5 +1,6 @@
 //! Wiring and ordered shutdown: queue → ingest listeners → drain → stop → flush.
 
+use crate::admin;
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::enrich::EnrichConfig;
 use crate::config::{AckMode, Config, ConfigError, Token, TokenConfig};
@@ -41,6 +42,22 @@ pub enum AppError {
     /// The asset table could not be loaded.
     #[error(transparent)]
     Assets(#[from] AssetError),
+    /// The data dir could not be created.
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir {
+        /// The data dir.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The admin socket could not be created.
+    #[error("cannot serve the admin socket {path}: {source}")]
+    AdminSocket {
+        /// The socket's path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -53,9 +70,6 @@ pub enum AppError {
     },
 }
 
-/// File in the data dir holding the running admin listener's address.
-pub const ADMIN_ADDR_FILE: &str = "admin.addr";
-
 /// How long shutdown waits for in-flight requests after the drain phase.
 const IN_FLIGHT_CAP: Duration = Duration::from_secs(30);
 
@@ -64,7 +78,7 @@ const IN_FLIGHT_CAP: Duration = Duration::from_secs(30);
 pub struct Endpoints {
     /// HEC listener address.
     pub hec: SocketAddr,
-    /// Metrics/admin listener address.
+    /// Metrics listener address.
     pub metrics: SocketAddr,
     /// Whether the HEC listener speaks TLS.
     pub tls: bool,
@@ -98,11 +112,12 @@ pub struct Running {
     pub token_source: TokenSource,
     state: Arc<IngestState>,
     hec: Listener,
+    metrics_server: Listener,
     admin: Listener,
     grace: Duration,
     sweeper: tokio::task::JoinHandle<()>,
     healer: tokio::task::JoinHandle<()>,
-    admin_addr_file: PathBuf,
+    admin_socket: PathBuf,
     outputs: Vec<tokio::task::JoinHandle<()>>,
     stop_outputs: tokio::sync::watch::Sender<bool>,
     enrich: (EnrichConfig, Vec<TokenConfig>),
@@ -138,6 +153,10 @@ fn default_token_config() -> TokenConfig {
 pub async fn start(config: Config) -> Result<Running, AppError> {
     config.validate()?;
     let metrics = Metrics::new()?;
+    crate::private_fs::create_dir(&config.data_dir).map_err(|source| AppError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let (tokens, token_source) = if config.tokens.is_empty() {
         let t = bootstrap::ensure_default_token(&config.data_dir)?;
         let source = match t.path {
@@ -270,7 +289,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let metrics_listener = bind("metrics", s.metrics_listen)?;
     let mtls = s.client_ca.is_some();
     let is_tls = tls.is_some();
-    let hec = ingest::serve_hec(
+    let (hec, hec_addr) = ingest::serve_hec(
         Arc::clone(&state),
         HecListenerOptions {
             listener: hec_listener,
@@ -284,18 +303,21 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         addr: s.listen,
         source,
     })?;
-    let admin = ingest::serve_admin(Arc::clone(&state), metrics_listener).map_err(|source| {
-        AppError::Bind {
-            what: "metrics",
-            addr: s.metrics_listen,
+    let (metrics_server, metrics_addr) =
+        ingest::serve_metrics(Arc::clone(&state), metrics_listener).map_err(|source| {
+            AppError::Bind {
+                what: "metrics",
+                addr: s.metrics_listen,
+                source,
+            }
+        })?;
+    let admin_socket = admin::socket_path(&config.data_dir);
+    let admin = ingest::serve_admin(Arc::clone(&state), &admin_socket).map_err(|source| {
+        AppError::AdminSocket {
+            path: admin_socket.clone(),
             source,
         }
     })?;
-    // The CLI finds the admin API here even when metrics_listen is port 0 or 0.0.0.0.
-    let admin_addr_file = config.data_dir.join(ADMIN_ADDR_FILE);
-    if let Err(e) = std::fs::write(&admin_addr_file, admin.addr.to_string()) {
-        tracing::warn!(path = %admin_addr_file.display(), error = %e, "cannot record the admin address; `sluice queue stats` will use metrics_listen");
-    }
     let sweeper = {
         let state = Arc::clone(&state);
         let every = (s.ack_channel_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -309,8 +331,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     };
     let healer = tokio::spawn(heal_queue(Arc::clone(&state)));
     let endpoints = Endpoints {
-        hec: hec.addr,
-        metrics: admin.addr,
+        hec: hec_addr,
+        metrics: metrics_addr,
         tls: is_tls,
         generated_ca,
         mtls,
@@ -321,11 +343,12 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         token_source,
         state,
         hec,
+        metrics_server,
         admin,
         grace: s.shutdown_grace,
         sweeper,
         healer,
-        admin_addr_file,
+        admin_socket,
         outputs: output_tasks,
         stop_outputs,
         enrich: (config.enrich.clone(), token_configs),
@@ -392,8 +415,9 @@ impl Running {
             );
         }
         self.hec.stop(false).await;
+        self.metrics_server.stop(true).await;
         self.admin.stop(true).await;
-        let _ = std::fs::remove_file(&self.admin_addr_file);
+        let _ = std::fs::remove_file(&self.admin_socket);
         self.sweeper.abort();
         let _ = self.sweeper.await;
         self.healer.abort();

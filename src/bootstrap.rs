@@ -113,7 +113,7 @@ fn server_names(listen: IpAddr) -> Result<Vec<SanType>, rcgen::Error> {
 /// Makes sure `<data_dir>/tls` holds a CA and a valid server certificate it signed.
 pub fn ensure_tls(data_dir: &Path, listen: IpAddr) -> Result<GeneratedTls, BootstrapError> {
     let dir = data_dir.join("tls");
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    crate::private_fs::create_dir(&dir).map_err(io(&dir))?;
     let ca_path = dir.join("ca.pem");
     let ca_key_path = dir.join("ca.key");
     let cert_path = dir.join("server.pem");
@@ -205,7 +205,7 @@ pub fn ensure_default_token(data_dir: &Path) -> Result<DefaultToken, BootstrapEr
             });
         }
     }
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    crate::private_fs::create_dir(data_dir).map_err(io(data_dir))?;
     let path = data_dir.join("hec_token");
     if path.is_file() {
         let v = std::fs::read_to_string(&path).map_err(io(&path))?;

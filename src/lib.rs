@@ -1,6 +1,6 @@
 //! Sluice: a durable, Splunk-HEC-compatible receiver for Cloudflare Logpush.
 
-pub mod admin_client;
+pub mod admin;
 pub mod app;
 pub mod bootstrap;
 pub mod config;

@@ -2,12 +2,14 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use sluice::admin_client::QueueAccess;
+use sluice::admin::client::QueueAccess;
+use sluice::admin::Select;
 use sluice::app::{self, Endpoints, TokenSource};
 use sluice::config::{Config, LogFormat};
 use sluice::loadgen::scenario::{ScenarioOptions, Timestamps};
 use sluice::loadgen::{self, Input, LoadgenOptions};
 use sluice::queue::{Queue, QueueError, QueueLimits};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -231,6 +233,9 @@ fn tune_allocator() {}
 
 fn main() -> Result<()> {
     tune_allocator();
+    // The queue holds every event and the data dir the token: whatever
+    // creates files (sled included) creates them for this user only.
+    sluice::private_fs::restrict_umask();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -339,12 +344,17 @@ fn announce(ep: &Endpoints, source: &TokenSource) {
         new_secret: Some(secret),
     } = source
     {
-        // Shown once, on the terminal only; later starts read it from the file.
-        eprintln!(
-            "\n  Generated HEC token (stored in {}, shown only now): {}\n",
-            path.display(),
-            secret.expose()
-        );
+        // Shown once, and only to a person at a terminal: a journal or a log
+        // file would keep it. Later starts read it from the file.
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "\n  Generated HEC token (stored in {}, shown only now): {}\n",
+                path.display(),
+                secret.expose()
+            );
+        } else {
+            tracing::info!(file = %path.display(), "generated a HEC token; it is in this file (not printed: stderr is not a terminal)");
+        }
     }
 }
 
@@ -428,12 +438,15 @@ async fn dead_command(command: DeadCommand) -> Result<()> {
     };
     let config = load(select.config.as_deref())?;
     let access = QueueAccess::open(&config)?;
-    let (seq, output) = (select.seq, select.output.as_deref());
+    let select = Select {
+        seq: select.seq,
+        output: select.output,
+    };
     match action {
-        "replay" => println!("replayed {}", access.replay(&config, seq, output).await?),
-        "purge" => println!("purged {}", access.purge(seq, output).await?),
+        "replay" => println!("replayed {}", access.replay(&config, &select).await?),
+        "purge" => println!("purged {}", access.purge(&select).await?),
         _ => {
-            let letters = access.dead(seq, output).await?;
+            let letters = access.dead(&select).await?;
             match action {
                 "json" | "show" => println!("{}", serde_json::to_string_pretty(&letters)?),
                 _ => {

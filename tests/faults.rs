@@ -299,3 +299,102 @@ async fn tenants_have_their_own_acks_and_budgets() {
     let (s, _) = hec_answer(&c, &server.url(RAW), b"no acks").await;
     assert_eq!(s, 200);
 }
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        let is_dir = m.is_dir();
+        out.push((e.path(), m));
+        if is_dir {
+            walk(&e.path(), out);
+        }
+    }
+}
+
+/// Finding 9 (hygiene): outside systemd the data dir, the queue and the
+/// archive were world-readable, and the generated token went to stderr even
+/// when stderr was not a terminal. Started with umask 022 and stderr a pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_and_the_token_stays_off_a_log() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = config_text(&data, "", "").replace(
+        "[[tokens]]\nname = \"plain\"\ntoken = \"11111111-2222-4333-8444-555555555555\"\n",
+        "",
+    );
+    // No tokens: one is generated. Both output kinds write files.
+    let text = text[..text.find("[[tokens]]").unwrap()].to_string();
+    let text = with_outputs(&text, "[[outputs]]\nname = \"archive\"\ntype = \"file\"\n")
+        .replace("level = \"warn\"", "level = \"info\"\nformat = \"json\"");
+    let config = write_file(dir.path(), "sluice.toml", &text);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 022; exec \"$0\" run --config \"$1\"")
+        .arg(sluice_bin())
+        .arg(&config)
+        .env_remove("SLUICE_HEC_TOKEN")
+        .env_remove("SLUICE_LOG");
+    let mut sluice = tokio::task::block_in_place(|| {
+        let mut s = Sluice::spawn(cmd);
+        s.wait_listening();
+        s
+    });
+    let token = std::fs::read_to_string(data.join("hec_token")).unwrap();
+    let token = token.trim();
+    let log = sluice.stderr.text();
+    let (hec, _) = {
+        let v: Value = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["fields"]["hec"].is_string())
+            .unwrap();
+        (v["fields"]["hec"].as_str().unwrap().to_string(), ())
+    };
+    let c = client_with_timeout(&data.join("tls/ca.pem"), false, Duration::from_secs(20));
+    let resp = post(
+        &c,
+        &format!("https://{hec}{RAW}"),
+        token,
+        b"private line\n",
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Let the archive output write its file.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(data.join("archive"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "archive never written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut all = Vec::new();
+    walk(&data, &mut all);
+    let data_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(data_mode, 0o700, "data dir");
+    let mut files = 0;
+    for (path, m) in &all {
+        let mode = m.permissions().mode() & 0o777;
+        if m.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+        } else if m.file_type().is_socket() {
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+        } else {
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 8, "queue, tls, token and archive files: {all:?}");
+    let status = tokio::task::block_in_place(|| sluice.terminate());
+    assert!(status.success());
+    let log = sluice.stderr.text();
+    assert!(
+        !log.contains(token),
+        "the token reached a non-terminal stderr"
+    );
+    assert!(log.contains("generated a HEC token"), "{log}");
+}

@@ -54,7 +54,7 @@ impl ArchiveWriter {
         rotate_interval: Duration,
         compression: Compression,
     ) -> Result<ArchiveWriter, ArchiveError> {
-        std::fs::create_dir_all(dir).map_err(err(dir))?;
+        crate::private_fs::create_dir(dir).map_err(err(dir))?;
         for entry in std::fs::read_dir(dir).map_err(err(dir))? {
             let path = entry.map_err(err(dir))?.path();
             if path.to_string_lossy().ends_with(OPEN_SUFFIX) {
@@ -85,7 +85,7 @@ impl ArchiveWriter {
             std::process::id(),
             self.seq
         ));
-        let file = OpenOptions::new()
+        let file = crate::private_fs::options()
             .create_new(true)
             .append(true)
             .open(&path)

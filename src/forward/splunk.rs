@@ -136,10 +136,10 @@ fn channels(data_dir: &Path, cfg: &SplunkOutput) -> Result<Vec<Channel>, SplunkS
         out.push(ch);
     }
     if changed {
-        std::fs::create_dir_all(data_dir).map_err(|e| file_err(&cfg.name, data_dir, e))?;
+        crate::private_fs::create_dir(data_dir).map_err(|e| file_err(&cfg.name, data_dir, e))?;
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(&all).unwrap_or_default();
-        std::fs::write(&tmp, text).map_err(|e| file_err(&cfg.name, &tmp, e))?;
+        crate::private_fs::write(&tmp, text).map_err(|e| file_err(&cfg.name, &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| file_err(&cfg.name, &path, e))?;
     }
     Ok(out)

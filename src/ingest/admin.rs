@@ -1,18 +1,25 @@
-//! The metrics/admin listener: `/metrics` and the admin API the CLI talks to
-//! while Sluice runs (sled lets only one process open the queue).
+//! The admin API on the Unix socket (`crate::admin` is the contract) and the
+//! metrics listener, which serves `/metrics` and nothing that changes state.
 
 use super::IngestState;
+use crate::admin::{
+    ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH, DEAD_REPLAY_PATH,
+    QUEUE_STATS_PATH,
+};
 use actix_web::{web, HttpResponse};
 
-/// Admin API path of the queue totals (`sluice queue stats`).
-pub const QUEUE_STATS_PATH: &str = "/admin/queue/stats";
-
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+/// Routes of the metrics listener; `/admin/…` there is a 404 like any other path.
+pub(super) fn configure_metrics(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics))
-        .route(QUEUE_STATS_PATH, web::get().to(queue_stats))
-        .route("/admin/dead", web::get().to(dead_list))
-        .route("/admin/dead/replay", web::post().to(dead_replay))
-        .route("/admin/dead/purge", web::post().to(dead_purge))
+        .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
+}
+
+/// Routes of the admin socket.
+pub(super) fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.route(QUEUE_STATS_PATH, web::get().to(queue_stats))
+        .route(DEAD_PATH, web::get().to(dead_list))
+        .route(DEAD_REPLAY_PATH, web::post().to(dead_replay))
+        .route(DEAD_PURGE_PATH, web::post().to(dead_purge))
         .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
 }
 
@@ -27,15 +34,10 @@ async fn queue_stats(st: web::Data<IngestState>) -> HttpResponse {
     HttpResponse::Ok().json(st.queue.stats())
 }
 
-/// `?seq=N&output=NAME` selecting dead letters.
-#[derive(serde::Deserialize)]
-struct Select {
-    seq: Option<u64>,
-    output: Option<String>,
-}
-
 fn failed(e: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::InternalServerError().json(serde_json::json!({ "error": e.to_string() }))
+    HttpResponse::InternalServerError().json(ApiError {
+        error: e.to_string(),
+    })
 }
 
 async fn dead_list(st: web::Data<IngestState>, q: web::Query<Select>) -> HttpResponse {
@@ -43,7 +45,7 @@ async fn dead_list(st: web::Data<IngestState>, q: web::Query<Select>) -> HttpRes
         Ok(all) => {
             let list: Vec<_> = all
                 .into_iter()
-                .map(|(seq, letter)| crate::admin_client::SeqLetter { seq, letter })
+                .map(|(seq, letter)| SeqLetter { seq, letter })
                 .collect();
             HttpResponse::Ok().json(list)
         }
@@ -58,14 +60,14 @@ async fn dead_replay(st: web::Data<IngestState>, q: web::Query<Select>) -> HttpR
         .replay_dead(q.seq, q.output.as_deref(), &outputs)
         .await
     {
-        Ok(n) => HttpResponse::Ok().json(serde_json::json!({ "replayed": n })),
+        Ok(replayed) => HttpResponse::Ok().json(Replayed { replayed }),
         Err(e) => failed(e),
     }
 }
 
 async fn dead_purge(st: web::Data<IngestState>, q: web::Query<Select>) -> HttpResponse {
     match st.queue.purge_dead(q.seq, q.output.as_deref()) {
-        Ok(n) => HttpResponse::Ok().json(serde_json::json!({ "purged": n })),
+        Ok(purged) => HttpResponse::Ok().json(Purged { purged }),
         Err(e) => failed(e),
     }
 }

@@ -1,4 +1,5 @@
-//! The HEC listener (actix-web) and the metrics/admin listener. The only module that names actix.
+//! The HEC listener (actix-web), the metrics listener and the admin socket.
+//! The only module that names actix.
 
 pub mod acks;
 mod admin;
@@ -15,6 +16,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use reply::Reply;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,8 +141,6 @@ impl IngestState {
 
 /// A running listener.
 pub struct Listener {
-    /// The bound address.
-    pub addr: SocketAddr,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -165,7 +166,10 @@ pub struct HecListenerOptions {
 }
 
 /// Starts the HEC listener.
-pub fn serve_hec(state: Arc<IngestState>, opts: HecListenerOptions) -> std::io::Result<Listener> {
+pub fn serve_hec(
+    state: Arc<IngestState>,
+    opts: HecListenerOptions,
+) -> std::io::Result<(Listener, SocketAddr)> {
     let addr = opts.listener.local_addr()?;
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
@@ -184,21 +188,26 @@ pub fn serve_hec(state: Arc<IngestState>, opts: HecListenerOptions) -> std::io::
     }
     .run();
     let handle = server.handle();
-    Ok(Listener {
+    Ok((
+        Listener {
+            handle,
+            task: tokio::spawn(server),
+        },
         addr,
-        handle,
-        task: tokio::spawn(server),
-    })
+    ))
 }
 
-/// Starts the metrics and admin listener (plain HTTP, meant for localhost).
-pub fn serve_admin(state: Arc<IngestState>, listener: TcpListener) -> std::io::Result<Listener> {
+/// Starts the metrics listener (plain HTTP: `/metrics` only).
+pub fn serve_metrics(
+    state: Arc<IngestState>,
+    listener: TcpListener,
+) -> std::io::Result<(Listener, SocketAddr)> {
     let addr = listener.local_addr()?;
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .configure(admin::configure)
+            .configure(admin::configure_metrics)
     })
     .workers(1)
     .disable_signals()
@@ -206,8 +215,44 @@ pub fn serve_admin(state: Arc<IngestState>, listener: TcpListener) -> std::io::R
     .listen(listener)?
     .run();
     let handle = server.handle();
-    Ok(Listener {
+    Ok((
+        Listener {
+            handle,
+            task: tokio::spawn(server),
+        },
         addr,
+    ))
+}
+
+/// Starts the admin API on a Unix socket at `path`, mode 0600. A socket
+/// file left by a Sluice that is gone is replaced; a live one is an error.
+pub fn serve_admin(state: Arc<IngestState>, path: &Path) -> std::io::Result<Listener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another Sluice serves this admin socket",
+        ));
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(admin::configure_admin)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen_uds(listener)?
+    .run();
+    let handle = server.handle();
+    Ok(Listener {
         handle,
         task: tokio::spawn(server),
     })

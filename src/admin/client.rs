@@ -1,0 +1,186 @@
+//! How the CLI reaches a queue: sled locks its store, so the CLI opens it
+//! directly when Sluice is stopped and asks the running Sluice over the admin
+//! socket when it is not.
+
+use super::{
+    socket_path, ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH,
+    DEAD_REPLAY_PATH, QUEUE_STATS_PATH,
+};
+use crate::config::{Config, ConfigError};
+use crate::queue::{Queue, QueueError, QueueLimits, QueueStats};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The CLI could not reach the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No store at the configured path.
+    #[error("no queue at {0}")]
+    Missing(String),
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The config's outputs are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The running Sluice did not answer as expected.
+    #[error("queue {path} is in use; asking the running Sluice on {socket}: {message}")]
+    Api {
+        /// Store path.
+        path: String,
+        /// The admin socket.
+        socket: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Either the store itself or the running Sluice's admin socket.
+pub enum QueueAccess {
+    /// Sluice is stopped: the store, opened directly.
+    Direct(Box<Queue>),
+    /// Sluice runs: its admin socket.
+    Running {
+        /// `<data_dir>/admin.sock`.
+        socket: PathBuf,
+        /// Store path (for messages).
+        path: String,
+    },
+}
+
+impl QueueAccess {
+    /// Opens the store, or finds the running Sluice that holds it.
+    pub fn open(config: &Config) -> Result<QueueAccess, AdminError> {
+        let path = config.queue_path();
+        if !path.exists() {
+            return Err(AdminError::Missing(path.display().to_string()));
+        }
+        let limits = QueueLimits {
+            max_bytes: config.queue.max_bytes,
+            min_free_bytes: 0,
+            cache_bytes: 8 << 20,
+        };
+        match Queue::open(&path, limits) {
+            Ok(q) => Ok(QueueAccess::Direct(Box::new(q))),
+            Err(QueueError::Locked { .. }) => Ok(QueueAccess::Running {
+                socket: socket_path(&config.data_dir),
+                path: path.display().to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: hyper::Method,
+        path_q: &str,
+    ) -> Result<T, AdminError> {
+        let QueueAccess::Running { socket, path } = self else {
+            return Err(AdminError::Missing("admin API".into()));
+        };
+        let api = |message: String| AdminError::Api {
+            path: path.clone(),
+            socket: socket.clone(),
+            message,
+        };
+        let (status, body) = request(socket, method, path_q)
+            .await
+            .map_err(|e| api(e.to_string()))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(api(message));
+        }
+        serde_json::from_slice(&body).map_err(|e| api(e.to_string()))
+    }
+
+    /// Records, events, bytes, oldest age.
+    pub async fn stats(&self) -> Result<QueueStats, AdminError> {
+        match self {
+            QueueAccess::Direct(q) => Ok(q.stats()),
+            QueueAccess::Running { .. } => self.call(hyper::Method::GET, QUEUE_STATS_PATH).await,
+        }
+    }
+
+    /// Dead letters, optionally of one output or one sequence number.
+    pub async fn dead(&self, select: &Select) -> Result<Vec<SeqLetter>, AdminError> {
+        match self {
+            QueueAccess::Direct(q) => Ok(q
+                .dead_selected(select.seq, select.output.as_deref())?
+                .into_iter()
+                .map(|(seq, letter)| SeqLetter { seq, letter })
+                .collect()),
+            QueueAccess::Running { .. } => {
+                let path = format!("{DEAD_PATH}{}", select.query());
+                self.call(hyper::Method::GET, &path).await
+            }
+        }
+    }
+
+    /// Replays dead letters to the output that gave up on them.
+    pub async fn replay(&self, config: &Config, select: &Select) -> Result<u64, AdminError> {
+        match self {
+            QueueAccess::Direct(q) => {
+                let outputs = config.resolve_outputs()?;
+                let names: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
+                Ok(q.replay_dead(select.seq, select.output.as_deref(), &names)
+                    .await?)
+            }
+            QueueAccess::Running { .. } => {
+                let path = format!("{DEAD_REPLAY_PATH}{}", select.query());
+                let r: Replayed = self.call(hyper::Method::POST, &path).await?;
+                Ok(r.replayed)
+            }
+        }
+    }
+
+    /// Deletes dead letters.
+    pub async fn purge(&self, select: &Select) -> Result<u64, AdminError> {
+        match self {
+            QueueAccess::Direct(q) => Ok(q.purge_dead(select.seq, select.output.as_deref())?),
+            QueueAccess::Running { .. } => {
+                let path = format!("{DEAD_PURGE_PATH}{}", select.query());
+                let r: Purged = self.call(hyper::Method::POST, &path).await?;
+                Ok(r.purged)
+            }
+        }
+    }
+}
+
+/// Why a request over the socket failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("cannot connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Request(#[from] hyper::http::Error),
+}
+
+/// One HTTP/1.1 request over the admin socket.
+async fn request(
+    socket: &std::path::Path,
+    method: hyper::Method,
+    path_q: &str,
+) -> Result<(hyper::StatusCode, Bytes), CallError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(CallError::Connect)?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path_q)
+        .header(hyper::header::HOST, "sluice")
+        .body(Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    conn.abort();
+    Ok((status, body))
+}

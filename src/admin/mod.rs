@@ -1,0 +1,87 @@
+//! The admin API contract: a Unix socket in the data dir (mode 0600, the
+//! service user only), never on the network. The running Sluice serves it
+//! (`ingest::serve_admin`); the CLI asks it (`client`) because sled lets only
+//! one process open the queue. These paths and JSON shapes are public: the
+//! CLI of one version talks to the server of the same version.
+
+pub mod client;
+
+use crate::queue::DeadLetter;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The socket's file name in the data dir.
+pub const SOCKET_FILE: &str = "admin.sock";
+
+/// `GET`: queue totals ([`crate::queue::QueueStats`]).
+pub const QUEUE_STATS_PATH: &str = "/admin/queue/stats";
+/// `GET ?seq=&output=`: dead letters (`[SeqLetter]`).
+pub const DEAD_PATH: &str = "/admin/dead";
+/// `POST ?seq=&output=`: replay dead letters ([`Replayed`]).
+pub const DEAD_REPLAY_PATH: &str = "/admin/dead/replay";
+/// `POST ?seq=&output=`: delete dead letters ([`Purged`]).
+pub const DEAD_PURGE_PATH: &str = "/admin/dead/purge";
+
+/// The admin socket of a data dir.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_FILE)
+}
+
+/// A dead letter with its sequence number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeqLetter {
+    /// Sequence number (for `show`, `replay`, `purge`).
+    pub seq: u64,
+    /// The letter.
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// Which dead letters a request is about (`None`: any).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Select {
+    /// One dead letter.
+    pub seq: Option<u64>,
+    /// One output's dead letters.
+    pub output: Option<String>,
+}
+
+impl Select {
+    /// The query string (with its `?`), empty when nothing is selected.
+    pub fn query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(s) = self.seq {
+            q.append_pair("seq", &s.to_string());
+        }
+        if let Some(o) = &self.output {
+            q.append_pair("output", o);
+        }
+        let q = q.finish();
+        if q.is_empty() {
+            q
+        } else {
+            format!("?{q}")
+        }
+    }
+}
+
+/// Answer of [`DEAD_REPLAY_PATH`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Dead letters queued again.
+    pub replayed: u64,
+}
+
+/// Answer of [`DEAD_PURGE_PATH`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Purged {
+    /// Dead letters deleted.
+    pub purged: u64,
+}
+
+/// Answer of any admin path that failed (HTTP 500).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+}
