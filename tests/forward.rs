@@ -499,6 +499,13 @@ async fn non_sample_raw_lines_go_to_splunk_raw_with_their_metadata() {
     assert!(raw.iter().all(|e| e.sourcetype.as_deref() == Some("syslog")
         && e.host.as_deref() == Some("fw1")
         && e.index.as_deref() == Some("net")));
+    // No source anywhere: Splunk's default for the receiving token
+    // ("plain"), not the indexer's token's.
+    assert!(
+        raw.iter()
+            .all(|e| e.source.as_deref() == Some("http:plain")),
+        "{raw:?}"
+    );
     assert_eq!(raw[0].raw, "Nov 26 10:00:00 fw1 kernel: DROP src=192.0.2.1");
     let events = acked
         .iter()

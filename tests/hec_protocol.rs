@@ -1094,6 +1094,60 @@ async fn logpush_probe_is_answered_and_not_queued() {
     server.stop().await;
 }
 
+/// Finding 9: the probe was recognised on every endpoint. On `/event` it is
+/// an event without `event` (Splunk: 400 code 12); on an ack token its
+/// answer carries an ackId that is already true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logpush_probe_is_raw_only_and_acked_at_once() {
+    let (_dir, mut server) = dir_and_server().await;
+    let probe = std::fs::read(sample("logpush-probe.json.gz")).expect("probe sample");
+    let c = server.http2();
+    let send = |path: String, token: &'static str| {
+        c.post(server.url(&path))
+            .header("Authorization", format!("Splunk {token}"))
+            .header("Content-Encoding", "gzip")
+            .body(probe.clone())
+            .send()
+    };
+    let (status, body) = answer(
+        send(format!("{EVENT}?channel={CHANNEL}"), TOKEN)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"text":"Event field is required","code":12,"invalid-event-number":0})
+        )
+    );
+    let (status, body) = answer(
+        send(format!("{RAW}?channel={CHANNEL}"), ACK_TOKEN)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
+    let id = body["ackId"].as_u64().expect("an ackId on an ack token");
+    let resp = c
+        .post(server.url(&format!("{ACK}?channel={CHANNEL}")))
+        .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+        .body(json!({ "acks": [id] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (_, acks) = answer(resp).await;
+    assert_eq!(acks["acks"][id.to_string()], json!(true), "{acks}");
+    let stats = server.queue_stats();
+    assert_eq!(
+        (stats.records, stats.events),
+        (0, 0),
+        "probes are never queued"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logpush_shaped_batch_over_http2() {
     let (_dir, mut server) = dir_and_server().await;

@@ -1,7 +1,8 @@
 //! From a queued record's decoded body to the events an output sends, with
 //! metadata resolved as DESIGN.md says: an output's override, else the event's
 //! own (the `/event` object's, else the `/raw` query's), else the accepting
-//! token's; host defaults to this node's hostname.
+//! token's; host defaults to this node's hostname and source, as Splunk
+//! does, to `http:<token name>`.
 
 use super::source::NAL_SOURCETYPE;
 use crate::enrich::sample::object_members;
@@ -263,7 +264,9 @@ impl<'a> Resolver<'a> {
             time: time.unwrap_or(meta.received_ms as f64 / 1000.0),
             host: pick(o.host, host.or(q(&meta.host)), None)
                 .unwrap_or(Cow::Borrowed(self.hostname)),
-            source: pick(o.source, source.or(q(&meta.source)), t.source),
+            // Splunk names a source-less event after the receiving token.
+            source: pick(o.source, source.or(q(&meta.source)), t.source)
+                .or_else(|| Some(Cow::Owned(format!("http:{}", meta.token)))),
             sourcetype: pick(
                 o.sourcetype,
                 sourcetype.or(q(&meta.sourcetype)),
@@ -466,6 +469,15 @@ mod tests {
         let second: Vec<_> = R.events_from(&m, body, 1).map(Result::unwrap).collect();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].event_id, EventId::of(br#"{"event":2}"#));
+        let no_source = Resolver {
+            token: TokenDefaults {
+                source: None,
+                ..R.token
+            },
+            ..R
+        };
+        let ev: Vec<_> = no_source.events(&m, body).map(Result::unwrap).collect();
+        assert_eq!(ev[0].source.as_deref(), Some("http:t"), "Splunk's default");
         let no_host = Resolver { hostname: "n", ..R };
         let mut m = meta(DataEndpoint::Raw, 2);
         m.host = None;

@@ -294,7 +294,9 @@ mod tests {
         assert_eq!(out, b"plain text line\n");
         assert_eq!(
             q.as_deref(),
-            Some("host=edge+one&sourcetype=cloudflare%3Anetwork_analytics&index=cf")
+            Some(
+                "host=edge+one&source=http%3At&sourcetype=cloudflare%3Anetwork_analytics&index=cf"
+            )
         );
     }
 

@@ -81,15 +81,14 @@ pub fn scan_body(
             DataEndpoint::Raw => lines.feed(chunk),
             DataEndpoint::Event => {
                 if let Err(r) = events.feed(chunk) {
-                    if is_logpush_probe(&head) {
-                        return Ok(Scan::Probe);
-                    }
                     return Ok(Scan::Rejected(r));
                 }
             }
         }
     }
-    if is_logpush_probe(&head) {
+    // Logpush probes its destination's path, `/raw`; on `/event` the same
+    // body is an event without `event`, which Splunk refuses with code 12.
+    if endpoint == DataEndpoint::Raw && is_logpush_probe(&head) {
         return Ok(Scan::Probe);
     }
     let count = match endpoint {
@@ -173,13 +172,23 @@ mod tests {
     }
 
     #[test]
-    fn probe_is_recognised_on_raw_and_event() {
+    fn probe_is_recognised_on_raw_only() {
         let probe = gz(br#"{"content":"tests"}"#);
-        for ep in [DataEndpoint::Raw, DataEndpoint::Event] {
-            assert_eq!(
-                scan_body(&probe, BodyEncoding::Gzip, ep, ANY, 1 << 20),
-                Ok(Scan::Probe)
-            );
+        assert_eq!(
+            scan_body(&probe, BodyEncoding::Gzip, DataEndpoint::Raw, ANY, 1 << 20),
+            Ok(Scan::Probe)
+        );
+        match scan_body(
+            &probe,
+            BodyEncoding::Gzip,
+            DataEndpoint::Event,
+            ANY,
+            1 << 20,
+        ) {
+            Ok(Scan::Rejected(r)) => {
+                assert_eq!((r.status, r.event_number), (codes::EVENT_REQUIRED, 0))
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -239,7 +239,21 @@ async fn data(
     match scan {
         Scan::Probe => {
             st.metrics.ingest_probes.inc();
-            Ok(Reply::status(codes::SUCCESS))
+            // Never queued; on an ack token its ackId is true at once.
+            let ack_id = match channel.filter(|_| token.config.ack != AckMode::None) {
+                Some(c) => {
+                    if let Err(full) = st.acks.has_room(&token.config.name) {
+                        tracing::warn!(token = %token.config.name, ?full, "no room for another client ack id");
+                        return Err(codes::SERVER_BUSY.into());
+                    }
+                    Some(st.acks.register(&token.config.name, c, AckWait::Flushed))
+                }
+                None => None,
+            };
+            Ok(Reply {
+                ack_id,
+                ..Reply::status(codes::SUCCESS)
+            })
         }
         Scan::Accepted {
             events,
