@@ -16,6 +16,7 @@ use std::time::Instant;
 
 const ANY: EventRules<'static> = EventRules {
     allowed_indexes: &[],
+    max_event_bytes: 1 << 20,
 };
 
 fn sample_ndjson(lines: usize) -> Vec<u8> {

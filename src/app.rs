@@ -278,6 +278,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         BodyLimits {
             max_body_bytes: s.max_body_bytes,
             max_decoded_bytes: s.max_decoded_bytes,
+            max_event_bytes: s.max_event_bytes,
         },
         forward_ctx.outputs.to_vec(),
     ));

@@ -398,3 +398,60 @@ async fn files_are_private_and_the_token_stays_off_a_log() {
     );
     assert!(log.contains("generated a HEC token"), "{log}");
 }
+
+/// A gzip body that decodes to `{"event":"ok"}` and then an `/event` object
+/// that never ends: `decoded` bytes in all, about 1 MB compressed.
+fn unterminated_event_bomb(decoded: usize) -> Vec<u8> {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(br#"{"event":"ok"} {"event":"aaaa"#).unwrap();
+    let block = vec![b'a'; 1 << 20];
+    let mut left = decoded;
+    while left > 0 {
+        let n = left.min(block.len());
+        e.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    e.finish().unwrap()
+}
+
+/// Finding 2: an unterminated `/event` object was buffered whole (1 GiB
+/// from a 1 MB gzip body) before the 400. Now it is refused as soon as it
+/// passes `max_event_bytes` (400 code 6, the event before it kept). Peak RSS
+/// under four such requests at once: `benches/bombs.sh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unterminated_event_is_refused_at_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), "max_event_bytes = 65536", "").await;
+    // 64 MiB decoded, under max_decoded_bytes (1 GiB); the cap is 64 KiB.
+    let bomb = unterminated_event_bomb(64 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+    let c = server.http2();
+    let resp = c
+        .post(server.url(EVENT))
+        .header("Authorization", format!("Splunk {TOKEN}"))
+        .header("Content-Encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(resp).await,
+        (
+            400,
+            json!({"text":"Invalid data format","code":6,"invalid-event-number":1})
+        )
+    );
+    let stats = server.queue_stats();
+    assert_eq!(
+        (stats.records, stats.events),
+        (1, 1),
+        "the event before it is kept"
+    );
+    let m = server.metrics().await;
+    assert!(
+        m.contains("sluice_ingest_requests_total{code=\"6\",endpoint=\"event\"} 1"),
+        "{m}"
+    );
+}

@@ -7,6 +7,7 @@ use sluice::hec::split::objects;
 
 const ANY: EventRules<'static> = EventRules {
     allowed_indexes: &[],
+    max_event_bytes: 1 << 20,
 };
 
 fn scan(data: &[u8], chunk: usize) -> Result<u64, (u16, u64, u64)> {

@@ -9,6 +9,7 @@ use sluice::queue::{BodyEncoding, DataEndpoint};
 
 const ANY: EventRules<'static> = EventRules {
     allowed_indexes: &[],
+    max_event_bytes: 1 << 20,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -99,6 +99,11 @@ pub struct ServerConfig {
     /// Cap on a request body after gunzip: above it, 413.
     #[serde(default = "default_max_decoded_bytes")]
     pub max_decoded_bytes: u64,
+    /// Largest `/event` object or `/raw` line: an object over it is refused
+    /// (400 code 6 with `invalid-event-number`); a line over it is accepted
+    /// and becomes a dead letter with reason `oversize` on the way out.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: u64,
     /// How long `/health` and new requests answer 503 code 23 before the listener closes.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -222,6 +227,9 @@ fn default_max_body_bytes() -> u64 {
 fn default_max_decoded_bytes() -> u64 {
     1 << 30
 }
+fn default_max_event_bytes() -> u64 {
+    1 << 20
+}
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(5)
 }
@@ -258,6 +266,7 @@ impl Default for ServerConfig {
             metrics_listen: default_metrics_listen(),
             max_body_bytes: default_max_body_bytes(),
             max_decoded_bytes: default_max_decoded_bytes(),
+            max_event_bytes: default_max_event_bytes(),
             shutdown_grace: default_shutdown_grace(),
             workers: None,
             ack_max_per_channel: default_ack_max_per_channel(),
@@ -381,6 +390,12 @@ impl Config {
             return Err(invalid(
                 "server.max_decoded_bytes",
                 "must be at least 1 MiB (or max_body_bytes)",
+            ));
+        }
+        if s.max_event_bytes < 1024 || s.max_event_bytes > s.max_decoded_bytes {
+            return Err(invalid(
+                "server.max_event_bytes",
+                "must be at least 1 KiB and at most max_decoded_bytes",
             ));
         }
         if s.workers == Some(0) {

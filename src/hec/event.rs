@@ -7,11 +7,15 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
-/// Per-token rules applied to every event.
+/// Rules applied to every event.
 #[derive(Debug, Clone, Copy)]
 pub struct EventRules<'a> {
     /// Indexes the token may write to; empty means any.
     pub allowed_indexes: &'a [String],
+    /// Largest `/event` object, in bytes (`server.max_event_bytes`): one
+    /// larger is refused as soon as it passes this, so memory per request
+    /// does not grow with an object a client never closes.
+    pub max_event_bytes: u64,
 }
 
 impl EventRules<'_> {
@@ -331,6 +335,9 @@ impl<'a> EventScanner<'a> {
         loop {
             match self.splitter.next_object(&self.buf) {
                 Ok(Some(r)) => {
+                    if r.len() as u64 > self.rules.max_event_bytes {
+                        return Err(self.reject(codes::INVALID_DATA_FORMAT));
+                    }
                     if let Err(status) = check_object(&self.buf[r.clone()], self.rules) {
                         return Err(self.reject(status));
                     }
@@ -345,7 +352,17 @@ impl<'a> EventScanner<'a> {
         self.buf.drain(..keep);
         self.splitter.shift(keep);
         self.base += keep as u64;
+        // What is left is the start of one unfinished object.
+        if self.buf.len() as u64 > self.rules.max_event_bytes {
+            return Err(self.reject(codes::INVALID_DATA_FORMAT));
+        }
         Ok(())
+    }
+
+    /// Bytes held between chunks: at most `max_event_bytes` (the start of
+    /// one unfinished object).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Ends the body; returns the number of events.
@@ -378,6 +395,7 @@ mod tests {
 
     const ANY: EventRules<'static> = EventRules {
         allowed_indexes: &[],
+        max_event_bytes: 1 << 20,
     };
 
     fn check(s: &str) -> Result<(), u16> {
@@ -413,6 +431,7 @@ mod tests {
         let allowed = vec!["cloudflare".to_string()];
         let rules = EventRules {
             allowed_indexes: &allowed,
+            max_event_bytes: 1 << 20,
         };
         assert!(check_object(br#"{"event":1,"index":"cloudflare"}"#, rules).is_ok());
         assert_eq!(
@@ -438,6 +457,34 @@ mod tests {
             s.feed(c)?;
         }
         s.finish()
+    }
+
+    #[test]
+    fn an_object_over_the_cap_is_refused_without_buffering_it() {
+        let rules = EventRules {
+            allowed_indexes: &[],
+            max_event_bytes: 64,
+        };
+        let mut s = EventScanner::new(rules);
+        s.feed(br#"{"event":1} {"event":"#).unwrap();
+        let mut refused = None;
+        for _ in 0..1000 {
+            if let Err(r) = s.feed(&[b'a'; 16]) {
+                refused = Some(r);
+                break;
+            }
+            assert!(s.buf.len() <= 64 + 16, "buffered {}", s.buf.len());
+        }
+        let r = refused.expect("refused once past the cap");
+        assert_eq!((r.status, r.event_number), (codes::INVALID_DATA_FORMAT, 1));
+        assert_eq!(r.accepted_bytes, 11);
+        let mut s = EventScanner::new(rules);
+        let big = format!(r#"{{"event":"{}"}}"#, "b".repeat(100));
+        assert_eq!(s.feed(big.as_bytes()).unwrap_err().event_number, 0);
+        let mut s = EventScanner::new(rules);
+        let fits = format!(r#"{{"event":"{}"}}"#, "c".repeat(50));
+        s.feed(fits.as_bytes()).unwrap();
+        assert_eq!(s.finish(), Ok(1));
     }
 
     #[test]

@@ -128,6 +128,7 @@ mod tests {
 
     const ANY: EventRules<'static> = EventRules {
         allowed_indexes: &[],
+        max_event_bytes: 1 << 20,
     };
 
     fn gz(data: &[u8]) -> Vec<u8> {

@@ -29,6 +29,8 @@ pub struct BodyLimits {
     pub max_body_bytes: u64,
     /// Body after gunzip.
     pub max_decoded_bytes: u64,
+    /// One `/event` object or `/raw` line.
+    pub max_event_bytes: u64,
 }
 
 /// What the handlers share.

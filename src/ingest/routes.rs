@@ -216,6 +216,7 @@ async fn data(
     };
     let rules = EventRules {
         allowed_indexes: &token.config.allowed_indexes,
+        max_event_bytes: st.limits.max_event_bytes,
     };
     if meta
         .index
@@ -226,10 +227,12 @@ async fn data(
     }
     let allowed = token.config.allowed_indexes.clone();
     let max_decoded = st.limits.max_decoded_bytes;
+    let max_event_bytes = st.limits.max_event_bytes;
     let scan_input = body.clone();
     let scan = web::block(move || {
         let rules = EventRules {
             allowed_indexes: &allowed,
+            max_event_bytes,
         };
         scan_body(&scan_input, encoding, endpoint, rules, max_decoded)
     })

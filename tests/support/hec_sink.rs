@@ -824,6 +824,7 @@ fn index_objects(
     let poison = shared.lock().faults.poison.clone();
     let any = EventRules {
         allowed_indexes: &[],
+        max_event_bytes: u64::MAX,
     };
     let mut good = Vec::new();
     for (k, obj) in split::objects(data).enumerate() {
