@@ -7,7 +7,8 @@
 use sluice::config::enrich::{EnrichConfig, TrimMode};
 use sluice::enrich::{enrich_line, Enricher};
 use sluice::forward::event::{Overrides, Resolver, TokenDefaults};
-use sluice::forward::source::Loaded;
+use sluice::forward::source::render;
+use sluice::forward::stream::{EventStream, Item};
 use sluice::loadgen::scenario::{Scenario, ScenarioOptions, Timestamps};
 use sluice::queue::{BodyEncoding, DataEndpoint, RecordMeta};
 use std::path::Path;
@@ -61,20 +62,28 @@ fn forward_once(decoded: &[u8], events: u64, enrich: Option<&Enricher>) -> usize
         encoding: BodyEncoding::Identity,
         decoded_bytes: decoded.len() as u64,
     };
-    let loaded = Loaded {
-        id: 0,
-        meta,
-        decoded: decoded.to_vec(),
-    };
     let resolver = Resolver {
         overrides: Overrides::default(),
         token: TokenDefaults::default(),
         hostname: "bench",
     };
-    loaded
-        .each_event(&resolver, enrich, 0, true)
-        .map(|e| e.map_or(0, |(_, bytes)| bytes.len()))
-        .sum()
+    // The way an output reads a record: as a stream of events.
+    let mut stream = EventStream::new(0, meta.clone(), decoded, 1 << 20);
+    let mut total = 0;
+    let mut out = Vec::new();
+    loop {
+        let number = stream.position();
+        let Ok(Some(Item::Event(bytes))) = stream.peek() else {
+            break;
+        };
+        if let Ok(e) = resolver.event(&meta, bytes, number) {
+            out.clear();
+            render(&e, enrich.map(|en| (en, "logpush")), true, &mut out);
+            total += out.len();
+        }
+        stream.advance();
+    }
+    total
 }
 
 fn measure(name: &str, decoded: &[u8], events: u64, enrich: Option<&Enricher>) {

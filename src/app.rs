@@ -252,6 +252,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             .unwrap_or_else(|| "sluice".to_string())
             .into(),
         enricher: Arc::clone(&enricher),
+        max_event_bytes: s.max_event_bytes,
     };
     let mut output_tasks = Vec::new();
     for o in &outputs {

@@ -136,6 +136,11 @@ impl DeliveryLedger {
         }
     }
 
+    /// Events of a tracked record.
+    pub fn events_of(&self, record: RecordId) -> Option<u64> {
+        self.records.get(&record).map(|(total, _)| *total)
+    }
+
     /// The oldest record not yet complete.
     pub fn oldest(&self) -> Option<RecordId> {
         self.records.keys().next().copied()

@@ -12,8 +12,10 @@ use super::acks::{AckTracker, BatchId, DeliveryLedger};
 use super::batch::{BatchBuilder, BatchLimits};
 use super::event::{Overrides, Resolver, TokenDefaults};
 use super::file::ArchiveWriter;
-use super::source::{load, Loaded, Route, Segment, SourceError};
+use super::read_failures::ReadFailures;
+use super::source::{raw_query, render, write_segment, Route, Segment, Unsendable};
 use super::splunk::{SendOutcome, SplunkClient};
+use super::stream::{EventStream, Item, SourceError};
 use crate::config::outputs::{Compression, Output};
 use crate::enrich::EnricherSlot;
 use crate::hec::ack::AckReply;
@@ -39,6 +41,9 @@ pub struct ForwardContext {
     pub hostname: Arc<str>,
     /// Enrichment of network analytics samples (holding `None`: forward as received).
     pub enricher: Arc<EnricherSlot>,
+    /// `server.max_event_bytes`: a longer `/raw` line becomes a dead letter
+    /// with reason `oversize` instead of being held whole.
+    pub max_event_bytes: u64,
 }
 
 /// A token's metadata defaults, owned.
@@ -108,7 +113,7 @@ struct Engine {
     ctx: ForwardContext,
     sink: Sink,
     next: (RecordId, u64),
-    current: Option<Loaded>,
+    current: Option<EventStream<'static>>,
     ledger: DeliveryLedger,
     batches: HashMap<BatchId, BatchState>,
     next_batch: BatchId,
@@ -124,6 +129,8 @@ struct Engine {
     fresh: Option<(BatchId, bytes::Bytes, Option<String>)>,
     /// The queue's store generation this state was built against.
     generation: u64,
+    /// Records that failed to read, to give up one that keeps failing.
+    read_failures: ReadFailures,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -224,6 +231,7 @@ pub fn spawn(
         warned_no_ack: false,
         fresh: None,
         generation,
+        read_failures: ReadFailures::new(),
         tx,
     };
     let outputs: Vec<&str> = engine.ctx.outputs.iter().map(String::as_str).collect();
@@ -356,7 +364,9 @@ impl Engine {
                     Ok(Some(b)) => b,
                     Ok(None) => return self.linger_wait().unwrap_or(idle),
                     Err(e) => {
-                        tracing::error!(output = %self.s.name, error = %e, "reading the queue");
+                        // new_batch leaves its cursor on the record that failed.
+                        let record = self.next.0;
+                        self.read_failed(record, e);
                         return self.s.retry_initial;
                     }
                 },
@@ -373,14 +383,88 @@ impl Engine {
                     self.start_send(batch, indexer, body, route, query)
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(output = %self.s.name, error = %e, "rebuilding a batch");
+                Err((record, e)) => {
                     self.resend.push_front(batch);
+                    self.read_failed(record, e);
                     return self.s.retry_initial;
                 }
             }
         }
         idle
+    }
+
+    /// A record could not be read. Transient errors are retried; a record
+    /// that keeps failing is given up as corrupt so the rest flows.
+    fn read_failed(&mut self, record: RecordId, e: SourceError) {
+        if e.is_transient() {
+            tracing::warn!(output = %self.s.name, record, error = %e, "reading the queue failed; retrying");
+            return;
+        }
+        tracing::error!(output = %self.s.name, record, error = %e, "a queued record cannot be read");
+        if self.read_failures.failed(record, Instant::now()) {
+            self.give_up_corrupt(record, &e);
+        }
+    }
+
+    /// Gives up a record that cannot be read: one dead letter with reason
+    /// `corrupt` (its id, metadata and what could be read), and every event
+    /// of it not yet delivered counts as handled, so the record leaves and
+    /// forwarding moves on.
+    fn give_up_corrupt(&mut self, record: RecordId, e: &SourceError) {
+        self.ctx.metrics.queue_corrupt_records.inc();
+        // Batches already sent keep their events; batches waiting to be
+        // rebuilt drop this record's.
+        let mut dropped = 0u64;
+        let waiting: Vec<BatchId> = self.resend.iter().copied().collect();
+        for b in waiting {
+            let Some(st) = self.batches.get_mut(&b) else {
+                continue;
+            };
+            let before = st.events;
+            st.segments.retain(|s| s.record != record);
+            st.events = st.segments.iter().map(|s| s.count).sum();
+            dropped += before - st.events;
+            if st.segments.is_empty() {
+                self.batches.remove(&b);
+                self.resend.retain(|x| *x != b);
+            }
+        }
+        // A record whose header cannot be read was never tracked: its index
+        // entry says how many events it holds.
+        let indexed = self.ctx.queue.events_of(record).unwrap_or(0);
+        self.ledger.track(record, indexed);
+        let total = self.ledger.events_of(record);
+        let read = if self.next.0 == record {
+            self.next.1
+        } else {
+            0
+        };
+        let meta = self
+            .ctx
+            .queue
+            .received_ms(record)
+            .map(|ms| serde_json::json!({ "received_ms": ms }));
+        let letter = serde_json::json!({
+            "record": record,
+            "meta": meta,
+            "events_read": read,
+            "error": e.to_string(),
+        });
+        // Events from `read` on were never batched; those in dropped batches
+        // were batched but will not be sent.
+        let untouched = total.map_or(0, |t| t.saturating_sub(read));
+        self.dead_letter(
+            record,
+            read,
+            format!("corrupt: {e}"),
+            letter.to_string(),
+            untouched + dropped,
+        );
+        if self.next.0 == record {
+            self.next = (record + 1, 0);
+            self.current = None;
+        }
+        tracing::error!(output = %self.s.name, record, events_read = read, "record given up as corrupt and dead-lettered; forwarding moves on");
     }
 
     /// Small requests wait up to `linger` so they travel in fewer batches.
@@ -464,7 +548,10 @@ impl Engine {
         }
     }
 
-    /// Packs the next events from the queue into a new batch.
+    /// Packs the next events from the queue into a new batch. Records are
+    /// read as streams; a read error stops the batch where it happened (the
+    /// events before it still travel) and is returned on the next call, with
+    /// the cursor on the record that failed.
     fn new_batch(&mut self) -> Result<Option<BatchId>, SourceError> {
         let limit = self.ctx.queue.readable_before();
         let mut builder = BatchBuilder::new(self.s.limits);
@@ -472,8 +559,18 @@ impl Engine {
         let mut route: Option<Route> = None;
         let mut query: Option<String> = None;
         let enricher = self.ctx.enricher.current();
+        let enrich = enricher.as_deref();
+        let allow_raw = matches!(self.sink, Sink::Splunk(_));
+        // One output measures enrichment, so each sample counts once.
+        let measure = self.ctx.outputs.first() == Some(&self.s.name) && enrich.is_some();
+        let lag = measure.then(|| self.ctx.metrics.sample_lag.local());
+        let mut enriched = [0u64; 2];
+        let now = now_ms() as f64 / 1000.0;
+        let mut unsendable: Vec<(RecordId, Unsendable)> = Vec::new();
+        let mut failed: Option<SourceError> = None;
+        let mut rendered_bytes = Vec::new();
         'records: loop {
-            if self.current.as_ref().is_none_or(|c| c.id != self.next.0) {
+            if self.current.as_ref().is_none_or(|c| c.id() != self.next.0) {
                 self.current = None;
                 let Some(id) = self
                     .ctx
@@ -489,93 +586,126 @@ impl Engine {
                     self.next = (id + 1, 0);
                     continue;
                 }
-                let Some(loaded) = load(&self.ctx.queue, id)? else {
-                    self.next = (id + 1, 0);
-                    continue;
-                };
-                self.ledger.track(id, loaded.meta.events);
-                self.current = Some(loaded);
+                let opened = EventStream::open(&self.ctx.queue, id, self.ctx.max_event_bytes)
+                    .and_then(|s| match s {
+                        Some(mut s) => s.skip_to(self.next.1).map(|()| Some(s)),
+                        None => Ok(None),
+                    });
+                match opened {
+                    Ok(Some(stream)) => {
+                        self.ledger.track(id, stream.meta().events);
+                        self.current = Some(stream);
+                    }
+                    Ok(None) => {
+                        self.next = (id + 1, 0);
+                        continue;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
-            let Some(current) = self.current.take() else {
+            let Some(mut current) = self.current.take() else {
                 break;
             };
-            let id = current.id;
-            let resolver = self.resolver_for(&current.meta.token);
-            let mut position = self.next.1;
-            let mut full = false;
-            let mut bad = Vec::new();
-            let allow_raw = matches!(self.sink, Sink::Splunk(_));
-            let enrich = enricher.as_deref();
-            // One output measures enrichment, so each sample counts once.
-            let measure = self.ctx.outputs.first() == Some(&self.s.name) && enrich.is_some();
-            let lag = measure.then(|| self.ctx.metrics.sample_lag.local());
-            let mut enriched = [0u64; 2];
-            let now = now_ms() as f64 / 1000.0;
-            for event in current.each_event(&resolver, enrich, position, allow_raw) {
-                match event {
-                    Ok((rendered, bytes)) => {
-                        let r = rendered.route;
-                        // One route per request; a /raw request carries one
-                        // record's metadata in its query string.
-                        let other_record =
-                            r == Route::Raw && segments.last().is_some_and(|s| s.record != id);
-                        if route.is_some_and(|b| b != r)
-                            || other_record
-                            || !builder.fits(bytes.len())
-                        {
-                            full = true;
-                            break;
-                        }
-                        if route.is_none() && r == Route::Raw {
-                            query = resolver
-                                .events_from(&current.meta, &current.decoded, position as usize)
-                                .next()
-                                .and_then(Result::ok)
-                                .map(|e| super::source::raw_query(&e));
-                        }
-                        route = Some(r);
-                        builder.push(&bytes);
-                        if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
-                            lag.observe((now - t).max(0.0));
-                        }
-                        enriched[usize::from(rendered.enriched)] += 1;
-                        match segments.last_mut() {
-                            Some(s) if s.record == id && s.first + s.count == position => {
-                                s.count += 1
-                            }
-                            _ => segments.push(Segment {
-                                record: id,
-                                first: position,
-                                count: 1,
-                            }),
-                        }
+            let id = current.id();
+            let meta = current.meta().clone();
+            let resolver = self.resolver_for(&meta.token);
+            let full = loop {
+                let position = current.position();
+                let item = match current.peek() {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break false,
+                    Err(e) => {
+                        failed = Some(e);
+                        break true;
                     }
-                    Err(b) => bad.push((position, b.reason)),
-                }
-                position += 1;
-            }
-            if measure {
-                let m = &self.ctx.metrics.enrich_events;
-                m.with_label_values(&["passed"]).inc_by(enriched[0]);
-                m.with_label_values(&["enriched"]).inc_by(enriched[1]);
-            }
-            for (number, reason) in bad {
-                self.dead_letter(
-                    id,
-                    number,
-                    format!("cannot read the stored event: {reason}"),
-                    String::new(),
+                };
+                let bytes = match item {
+                    Item::Event(bytes) => bytes,
+                    Item::Oversize(head) => {
+                        let head = head.to_vec();
+                        unsendable.push((
+                            id,
+                            Unsendable::Oversize {
+                                number: position,
+                                head,
+                            },
+                        ));
+                        current.advance();
+                        continue;
+                    }
+                };
+                let event = match resolver.event(&meta, bytes, position) {
+                    Ok(e) => e,
+                    Err(bad) => {
+                        unsendable.push((id, Unsendable::Bad(bad)));
+                        current.advance();
+                        continue;
+                    }
+                };
+                rendered_bytes.clear();
+                let rendered = render(
+                    &event,
+                    enrich.map(|en| (en, meta.token.as_str())),
+                    allow_raw,
+                    &mut rendered_bytes,
                 );
+                let r = rendered.route;
+                // One route per request; a /raw request carries one
+                // record's metadata in its query string.
+                let other_record =
+                    r == Route::Raw && segments.last().is_some_and(|s| s.record != id);
+                if route.is_some_and(|b| b != r)
+                    || other_record
+                    || !builder.fits(rendered_bytes.len())
+                {
+                    break true;
+                }
+                if route.is_none() && r == Route::Raw {
+                    query = Some(raw_query(&event));
+                }
+                route = Some(r);
+                builder.push(&rendered_bytes);
+                if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
+                    lag.observe((now - t).max(0.0));
+                }
+                enriched[usize::from(rendered.enriched)] += 1;
+                match segments.last_mut() {
+                    Some(s) if s.record == id && s.first + s.count == position => s.count += 1,
+                    _ => segments.push(Segment {
+                        record: id,
+                        first: position,
+                        count: 1,
+                    }),
+                }
+                current.advance();
+            };
+            self.next = (id, current.position());
+            if failed.is_some() {
+                // Read again from this position on the next attempt.
+                break 'records;
             }
             if full {
-                self.next = (id, position);
                 self.current = Some(current);
                 break 'records;
             }
             self.next = (id + 1, 0);
         }
+        if measure {
+            let m = &self.ctx.metrics.enrich_events;
+            m.with_label_values(&["passed"]).inc_by(enriched[0]);
+            m.with_label_values(&["enriched"]).inc_by(enriched[1]);
+        }
+        for (id, u) in unsendable {
+            self.dead_letter_unsendable(id, u);
+        }
         if segments.is_empty() {
-            return Ok(None);
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         }
         let events = segments.iter().map(|s| s.count).sum();
         let b = self.next_batch;
@@ -594,11 +724,12 @@ impl Engine {
         Ok(Some(b))
     }
 
-    /// The request body of a batch, rebuilt from the queue.
+    /// The request body of a batch, rebuilt from the queue. A record that
+    /// cannot be read is returned as the error's record.
     fn body(
         &mut self,
         batch: BatchId,
-    ) -> Result<Option<(bytes::Bytes, Route, Option<String>)>, SourceError> {
+    ) -> Result<Option<(bytes::Bytes, Route, Option<String>)>, (RecordId, SourceError)> {
         let Some(state) = self.batches.get(&batch) else {
             return Ok(None);
         };
@@ -611,28 +742,34 @@ impl Engine {
             max_compressed_bytes: u64::MAX,
             compression: self.s.limits.compression,
         });
-        let mut cache: Option<Loaded> = None;
+        let mut stream: Option<EventStream<'static>> = None;
         let mut line = Vec::new();
         let enricher = self.ctx.enricher.current();
         for seg in &segments {
-            let in_current = self.current.as_ref().is_some_and(|c| c.id == seg.record);
-            if !in_current && cache.as_ref().is_none_or(|l| l.id != seg.record) {
-                cache = load(&self.ctx.queue, seg.record)?;
+            // Segments of one record come in order: one stream serves them.
+            if stream
+                .as_ref()
+                .is_none_or(|s| s.id() != seg.record || s.position() > seg.first)
+            {
+                stream = EventStream::open(&self.ctx.queue, seg.record, self.ctx.max_event_bytes)
+                    .map_err(|e| (seg.record, e))?;
             }
-            let source = if in_current {
-                self.current.as_ref()
-            } else {
-                cache.as_ref().filter(|l| l.id == seg.record)
-            };
             // A record already gone from the queue has nothing left to send.
-            let Some(source) = source else {
+            let Some(source) = stream.as_mut() else {
                 continue;
             };
-            let resolver = self.resolver_for(&source.meta.token);
+            let token = source.meta().token.clone();
+            let resolver = self.resolver_for(&token);
             line.clear();
-            let enrich = enricher.as_deref();
-            let (q, _) =
-                source.write_events(&resolver, enrich, seg.first, seg.count, route, &mut line);
+            let q = write_segment(
+                source,
+                &resolver,
+                enricher.as_deref(),
+                *seg,
+                route,
+                &mut line,
+            )
+            .map_err(|e| (seg.record, e))?;
             query = query.or(q);
             builder.push(&line);
         }
@@ -885,7 +1022,7 @@ impl Engine {
             if let Err(e) = self.ctx.queue.release(record, &self.s.name, &outputs) {
                 tracing::error!(output = %self.s.name, record, error = %e, "releasing a delivered record");
             }
-            if self.current.as_ref().is_some_and(|c| c.id == record) && self.next.0 != record {
+            if self.current.as_ref().is_some_and(|c| c.id() == record) && self.next.0 != record {
                 self.current = None;
             }
         }
@@ -1080,15 +1217,18 @@ impl Engine {
 
     fn dead_letter_segment(&mut self, seg: Segment, reason: &str) {
         let mut text = Vec::new();
-        if let Ok(Some(l)) = load(&self.ctx.queue, seg.record) {
-            let resolver = self.resolver_for(&l.meta.token);
+        if let Ok(Some(mut stream)) =
+            EventStream::open(&self.ctx.queue, seg.record, self.ctx.max_event_bytes)
+        {
+            let token = stream.meta().token.clone();
+            let resolver = self.resolver_for(&token);
             let enricher = self.ctx.enricher.current();
-            let enrich = enricher.as_deref();
-            l.write_events(
+            // What could be read of it is kept; the rest stays empty.
+            let _ = write_segment(
+                &mut stream,
                 &resolver,
-                enrich,
-                seg.first,
-                seg.count,
+                enricher.as_deref(),
+                seg,
                 Route::Event,
                 &mut text,
             );
@@ -1100,11 +1240,44 @@ impl Engine {
                 seg.first + k,
                 reason.to_string(),
                 line.to_string(),
+                1,
             );
         }
     }
 
-    fn dead_letter(&mut self, record: RecordId, number: u64, reason: String, event: String) {
+    /// An event that cannot be sent as it is becomes a dead letter at once.
+    fn dead_letter_unsendable(&mut self, record: RecordId, u: Unsendable) {
+        match u {
+            Unsendable::Bad(b) => self.dead_letter(
+                record,
+                b.number,
+                format!("cannot read the stored event: {}", b.reason),
+                String::new(),
+                1,
+            ),
+            Unsendable::Oversize { number, head } => self.dead_letter(
+                record,
+                number,
+                format!(
+                    "oversize: longer than max_event_bytes ({})",
+                    self.ctx.max_event_bytes
+                ),
+                String::from_utf8_lossy(&head).into_owned(),
+                1,
+            ),
+        }
+    }
+
+    /// Stores a dead letter standing for `covers` events of `record`, which
+    /// then count as handled by this output.
+    fn dead_letter(
+        &mut self,
+        record: RecordId,
+        number: u64,
+        reason: String,
+        event: String,
+        covers: u64,
+    ) {
         let letter = DeadLetter {
             output: self.s.name.clone(),
             record,
@@ -1120,8 +1293,8 @@ impl Engine {
                     .metrics
                     .output_events
                     .with_label_values(&[&self.s.name, "dead_lettered"])
-                    .inc();
-                self.count_delivered(record, 1);
+                    .inc_by(covers);
+                self.count_delivered(record, covers);
             }
             Err(e) => {
                 tracing::error!(output = %self.s.name, error = %e, "cannot store a dead letter; the record stays queued")

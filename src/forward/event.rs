@@ -279,69 +279,68 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// The events of a record, given its decoded body (only the first
-    /// `meta.decoded_bytes` bytes hold accepted events).
+    /// One event of a record, from its bytes as split from the stored body
+    /// (a `/raw` line, or an `/event` object) and its number in the record.
+    pub fn event(
+        &self,
+        meta: &'a RecordMeta,
+        bytes: &'a [u8],
+        number: u64,
+    ) -> Result<OutEvent<'a>, BadEvent> {
+        match meta.endpoint {
+            DataEndpoint::Raw => Ok(self.resolve(
+                meta,
+                [None, None, None, None],
+                None,
+                Payload::Line(bytes),
+                None,
+                EventId::of(bytes),
+            )),
+            DataEndpoint::Event => {
+                let bad = |reason: String| BadEvent { number, reason };
+                let e: EventObject<'a> =
+                    serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+                let time = match e.time {
+                    Some(t) if t.get() != "null" => {
+                        Some(time_of(t).ok_or_else(|| bad("bad time".into()))?)
+                    }
+                    _ => None,
+                };
+                Ok(self.resolve(
+                    meta,
+                    [e.host, e.source, e.sourcetype, e.index],
+                    time,
+                    Payload::Json(e.event),
+                    e.fields,
+                    EventId::of(bytes),
+                ))
+            }
+        }
+    }
+
+    /// The events of a complete decoded body (tests and benchmarks; outputs
+    /// read records as streams). Only the first `meta.decoded_bytes` bytes
+    /// hold accepted events.
     pub fn events<'r>(
         &'r self,
         meta: &'a RecordMeta,
         decoded: &'a [u8],
-    ) -> Box<dyn Iterator<Item = Result<OutEvent<'a>, BadEvent>> + 'r>
-    where
-        'a: 'r,
-    {
-        self.events_from(meta, decoded, 0)
-    }
-
-    /// The events of a record from position `first` on. Events before it are
-    /// only split off, never resolved or hashed: a batch that starts deep in
-    /// a large record pays little for the ones before it.
-    pub fn events_from<'r>(
-        &'r self,
-        meta: &'a RecordMeta,
-        decoded: &'a [u8],
-        first: usize,
-    ) -> Box<dyn Iterator<Item = Result<OutEvent<'a>, BadEvent>> + 'r>
+    ) -> impl Iterator<Item = Result<OutEvent<'a>, BadEvent>> + 'r
     where
         'a: 'r,
     {
         let body = &decoded[..decoded.len().min(meta.decoded_bytes as usize)];
-        match meta.endpoint {
-            DataEndpoint::Raw => Box::new(lines(body).skip(first).map(move |line| {
-                Ok(self.resolve(
-                    meta,
-                    [None, None, None, None],
-                    None,
-                    Payload::Line(line),
-                    None,
-                    EventId::of(line),
-                ))
-            })),
-            DataEndpoint::Event => {
-                Box::new(objects(body).enumerate().skip(first).map(move |(n, obj)| {
-                    let bad = |reason: String| BadEvent {
-                        number: n as u64,
-                        reason,
-                    };
-                    let obj = obj.map_err(|_| bad("not a JSON object".into()))?;
-                    let e: EventObject<'a> =
-                        serde_json::from_slice(obj).map_err(|e| bad(e.to_string()))?;
-                    let time = match e.time {
-                        Some(t) if t.get() != "null" => {
-                            Some(time_of(t).ok_or_else(|| bad("bad time".into()))?)
-                        }
-                        _ => None,
-                    };
-                    Ok(self.resolve(
-                        meta,
-                        [e.host, e.source, e.sourcetype, e.index],
-                        time,
-                        Payload::Json(e.event),
-                        e.fields,
-                        EventId::of(obj),
-                    ))
-                }))
-            }
-        }
+        let split: Box<dyn Iterator<Item = Result<&'a [u8], ()>>> = match meta.endpoint {
+            DataEndpoint::Raw => Box::new(lines(body).map(Ok)),
+            DataEndpoint::Event => Box::new(objects(body).map(|o| o.map_err(|_| ()))),
+        };
+        split.enumerate().map(move |(n, bytes)| match bytes {
+            Ok(b) => self.event(meta, b, n as u64),
+            Err(()) => Err(BadEvent {
+                number: n as u64,
+                reason: "not a JSON object".into(),
+            }),
+        })
     }
 }
 
@@ -466,7 +465,7 @@ mod tests {
         let body = br#"{"event":1}{"event":2}{"event":""}"#;
         let m = meta(DataEndpoint::Event, 22);
         assert_eq!(R.events(&m, body).count(), 2);
-        let second: Vec<_> = R.events_from(&m, body, 1).map(Result::unwrap).collect();
+        let second: Vec<_> = R.events(&m, body).skip(1).map(Result::unwrap).collect();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].event_id, EventId::of(br#"{"event":2}"#));
         let no_source = Resolver {

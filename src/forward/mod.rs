@@ -10,5 +10,7 @@ pub mod batch;
 pub mod engine;
 pub mod event;
 pub mod file;
+pub mod read_failures;
 pub mod source;
 pub mod splunk;
+pub mod stream;

@@ -1,10 +1,12 @@
-//! Reading queued records back for an output: decode the stored body (only
-//! the accepted prefix) and serialize runs of its events as HEC JSON.
+//! From a queued record's events to their wire form for an output: which
+//! Splunk endpoint each goes to, enrichment of network analytics samples,
+//! and the runs of events (segments) a batch carries, rebuilt from the queue
+//! as a stream.
 
 use super::event::{BadEvent, OutEvent, Payload, Resolver};
+use super::stream::{EventStream, Item, SourceError};
 use crate::enrich::Enricher;
-use crate::queue::{BodyEncoding, Queue, QueueError, Record, RecordId, RecordMeta};
-use std::io::Read;
+use crate::queue::RecordId;
 
 /// A run of consecutive events of one record, as carried by one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,63 +19,18 @@ pub struct Segment {
     pub count: u64,
 }
 
-/// A record read back and decoded.
-#[derive(Debug)]
-pub struct Loaded {
-    /// Its id.
-    pub id: RecordId,
-    /// Its metadata.
-    pub meta: RecordMeta,
-    /// The accepted part of its body, decoded.
-    pub decoded: Vec<u8>,
-}
-
-/// Reading a record back failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// The queue failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-    /// The stored body does not decode (corruption).
-    #[error("record {id}: stored body does not decode: {reason}")]
-    Body {
-        /// The record.
-        id: RecordId,
-        /// Why.
-        reason: String,
+/// An event that cannot be sent as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsendable {
+    /// It cannot be read back (the record was validated at ingest: corruption).
+    Bad(BadEvent),
+    /// Longer than `max_event_bytes`: its first bytes.
+    Oversize {
+        /// Its number in the record.
+        number: u64,
+        /// Its first `max_event_bytes` bytes.
+        head: Vec<u8>,
     },
-}
-
-/// Decodes the accepted prefix of a record's body.
-pub fn decode(id: RecordId, record: &Record) -> Result<Vec<u8>, SourceError> {
-    let want = record.meta.decoded_bytes;
-    match record.meta.encoding {
-        BodyEncoding::Identity => Ok(record.body[..record.body.len().min(want as usize)].to_vec()),
-        BodyEncoding::Gzip => {
-            let mut out = Vec::with_capacity(want.min(1 << 30) as usize);
-            flate2::read::MultiGzDecoder::new(&record.body[..])
-                .take(want)
-                .read_to_end(&mut out)
-                .map_err(|e| SourceError::Body {
-                    id,
-                    reason: e.to_string(),
-                })?;
-            Ok(out)
-        }
-    }
-}
-
-/// Reads and decodes a record (None once it has left the queue).
-pub fn load(queue: &Queue, id: RecordId) -> Result<Option<Loaded>, SourceError> {
-    let Some(record) = queue.get(id)? else {
-        return Ok(None);
-    };
-    let decoded = decode(id, &record)?;
-    Ok(Some(Loaded {
-        id,
-        meta: record.meta,
-        decoded,
-    }))
 }
 
 /// Which Splunk endpoint an event goes to.
@@ -171,91 +128,98 @@ pub fn raw_query(e: &OutEvent<'_>) -> String {
     q.finish()
 }
 
-impl Loaded {
-    /// Serializes events `first..first+count` for a batch of `route` into
-    /// `out`; returns the `/raw` query of the first event, and the events
-    /// that cannot be read (for dead letters).
-    pub fn write_events(
-        &self,
-        resolver: &Resolver<'_>,
-        enrich: Option<&Enricher>,
-        first: u64,
-        count: u64,
-        route: Route,
-        out: &mut Vec<u8>,
-    ) -> (Option<String>, Vec<BadEvent>) {
-        let mut bad = Vec::new();
-        let mut query = None;
-        let enrich = enrich.map(|en| (en, self.meta.token.as_str()));
-        for e in resolver
-            .events_from(&self.meta, &self.decoded, first as usize)
-            .take(count as usize)
-        {
-            match e {
-                Ok(e) => {
+/// Writes the events of `seg` (read from `stream`, which must not be past
+/// `seg.first`) for a batch of `route`; returns the `/raw` query of the
+/// first. Events that cannot be sent were left out of segments when the
+/// batch was built; here they are skipped.
+pub fn write_segment(
+    stream: &mut EventStream<'_>,
+    resolver: &Resolver<'_>,
+    enrich: Option<&Enricher>,
+    seg: Segment,
+    route: Route,
+    out: &mut Vec<u8>,
+) -> Result<Option<String>, SourceError> {
+    stream.skip_to(seg.first)?;
+    let mut query = None;
+    let meta = stream.meta().clone();
+    let enrich = enrich.map(|en| (en, meta.token.as_str()));
+    while stream.position() < seg.first + seg.count {
+        let number = stream.position();
+        match stream.peek()? {
+            None => break,
+            Some(Item::Event(bytes)) => {
+                if let Ok(e) = resolver.event(&meta, bytes, number) {
                     if query.is_none() && route == Route::Raw {
                         query = Some(raw_query(&e));
                     }
                     render(&e, enrich, route == Route::Raw, out);
                 }
-                Err(b) => bad.push(b),
             }
+            Some(Item::Oversize(_)) => {}
         }
-        (query, bad)
+        stream.advance();
     }
-
-    /// Each event from `first` on, rendered (for batching): how, and its bytes.
-    /// Without `allow_raw` (the file output) every event is HEC JSON.
-    pub fn each_event<'s>(
-        &'s self,
-        resolver: &'s Resolver<'s>,
-        enrich: Option<&'s Enricher>,
-        first: u64,
-        allow_raw: bool,
-    ) -> impl Iterator<Item = Result<(Rendered, Vec<u8>), BadEvent>> + 's {
-        let enrich = enrich.map(|en| (en, self.meta.token.as_str()));
-        resolver
-            .events_from(&self.meta, &self.decoded, first as usize)
-            .map(move |e| {
-                e.map(|e| {
-                    // Room for the envelope and derived fields: no regrowth.
-                    let payload = match e.payload {
-                        Payload::Line(l) => l.len(),
-                        Payload::Json(r) => r.get().len(),
-                    };
-                    let mut v = Vec::with_capacity(payload + 384);
-                    let r = render(&e, enrich, allow_raw, &mut v);
-                    (r, v)
-                })
-            })
-    }
+    Ok(query)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::forward::event::{Overrides, TokenDefaults};
-    use crate::queue::{BodyEncoding, DataEndpoint};
+    use crate::queue::{BodyEncoding, DataEndpoint, RecordMeta};
 
-    /// A `/raw` record of `body` (identity encoding, no query metadata).
-    fn raw_record(body: &str, received_ms: u64) -> Loaded {
-        Loaded {
-            id: 0,
-            meta: RecordMeta {
-                endpoint: DataEndpoint::Raw,
-                token: "t".into(),
-                channel: None,
-                sourcetype: None,
-                source: None,
-                host: None,
-                index: None,
-                received_ms,
-                events: crate::hec::raw::lines(body.as_bytes()).count() as u64,
-                encoding: BodyEncoding::Identity,
-                decoded_bytes: body.len() as u64,
-            },
-            decoded: body.as_bytes().to_vec(),
+    /// A `/raw` record's metadata for `body` (identity, no query metadata).
+    fn raw_meta(body: &str, received_ms: u64) -> RecordMeta {
+        RecordMeta {
+            endpoint: DataEndpoint::Raw,
+            token: "t".into(),
+            channel: None,
+            sourcetype: None,
+            source: None,
+            host: None,
+            index: None,
+            received_ms,
+            events: crate::hec::raw::lines(body.as_bytes()).count() as u64,
+            encoding: BodyEncoding::Identity,
+            decoded_bytes: body.len() as u64,
         }
+    }
+
+    /// Each event rendered on its own: how, and its bytes.
+    fn each(
+        meta: &RecordMeta,
+        body: &[u8],
+        enrich: Option<&Enricher>,
+        allow_raw: bool,
+    ) -> Vec<(Rendered, Vec<u8>)> {
+        let r = RESOLVER;
+        r.events(meta, body)
+            .map(|e| {
+                let mut v = Vec::new();
+                let how = render(&e.unwrap(), enrich.map(|en| (en, "t")), allow_raw, &mut v);
+                (how, v)
+            })
+            .collect()
+    }
+
+    fn segment(
+        meta: &RecordMeta,
+        body: &[u8],
+        enrich: Option<&Enricher>,
+        first: u64,
+        count: u64,
+        route: Route,
+    ) -> (Option<String>, Vec<u8>) {
+        let mut stream = EventStream::new(0, meta.clone(), body, 1 << 20);
+        let mut out = Vec::new();
+        let seg = Segment {
+            record: 0,
+            first,
+            count,
+        };
+        let q = write_segment(&mut stream, &RESOLVER, enrich, seg, route, &mut out).unwrap();
+        (q, out)
     }
 
     const RESOLVER: Resolver<'static> = Resolver {
@@ -275,22 +239,20 @@ mod tests {
 
     #[test]
     fn samples_go_to_event_and_other_lines_to_raw() {
-        let mut l = raw_record("{\"MitigationSystem\":\"dosd\"}\nplain text line\n", 0);
-        l.meta.sourcetype = Some(NAL_SOURCETYPE.into());
-        l.meta.host = Some("edge one".into());
-        l.meta.index = Some("cf".into());
-        let r = RESOLVER;
-        let routes: Vec<Route> = l
-            .each_event(&r, None, 0, true)
-            .map(|e| e.unwrap().0.route)
+        let body = "{\"MitigationSystem\":\"dosd\"}\nplain text line\n";
+        let mut m = raw_meta(body, 0);
+        m.sourcetype = Some(NAL_SOURCETYPE.into());
+        m.host = Some("edge one".into());
+        m.index = Some("cf".into());
+        let routes: Vec<Route> = each(&m, body.as_bytes(), None, true)
+            .iter()
+            .map(|e| e.0.route)
             .collect();
         assert_eq!(routes, vec![Route::Event, Route::Raw]);
-        assert!(l
-            .each_event(&r, None, 0, false)
-            .all(|e| e.unwrap().0.route == Route::Event));
-        let mut out = Vec::new();
-        let (q, bad) = l.write_events(&r, None, 1, 1, Route::Raw, &mut out);
-        assert!(bad.is_empty());
+        assert!(each(&m, body.as_bytes(), None, false)
+            .iter()
+            .all(|e| e.0.route == Route::Event));
+        let (q, out) = segment(&m, body.as_bytes(), None, 1, 1, Route::Raw);
         assert_eq!(out, b"plain text line\n");
         assert_eq!(
             q.as_deref(),
@@ -304,14 +266,11 @@ mod tests {
     fn samples_are_enriched_and_broken_lines_pass_unchanged() {
         let sample = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","Outcome":"drop","SampleInterval":10,"IPTotalLength":60,"DNSQueryName":""}"#;
         let broken = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","#;
-        let l = raw_record(&format!("{sample}\n{broken}\nplain\n"), 1_000);
-        let r = RESOLVER;
+        let body = format!("{sample}\n{broken}\nplain\n");
+        let m = raw_meta(&body, 1_000);
         let config = crate::config::enrich::EnrichConfig::default();
         let en = Enricher::new(&config, &[]).unwrap().unwrap();
-        let out: Vec<(Rendered, Vec<u8>)> = l
-            .each_event(&r, Some(&en), 0, true)
-            .map(Result::unwrap)
-            .collect();
+        let out = each(&m, body.as_bytes(), Some(&en), true);
         assert_eq!(out[0].0.route, Route::Event);
         assert_eq!(out[0].0.sample_time, Some(1_795_168_804.0));
         let v: serde_json::Value = serde_json::from_slice(&out[0].1).unwrap();
@@ -336,28 +295,19 @@ mod tests {
         );
         assert_eq!(out[1].1, format!("{broken}\n").into_bytes());
         assert_eq!(out[2].1, b"plain\n");
-        // The same events written again for a resend are byte-identical.
-        let mut again = Vec::new();
-        l.write_events(&r, Some(&en), 0, 1, Route::Event, &mut again);
+        // The same events written again for a resend, from the stream, are byte-identical.
+        let (_, again) = segment(&m, body.as_bytes(), Some(&en), 0, 1, Route::Event);
         assert_eq!(again, out[0].1);
 
         // Sent again as an /event object (a replayed dead letter, or another
         // Sluice upstream): same event, same id, no duplicate fields.
-        let replayed = Loaded {
-            id: 1,
-            meta: RecordMeta {
-                endpoint: DataEndpoint::Event,
-                decoded_bytes: out[0].1.len() as u64,
-                events: 1,
-                ..l.meta.clone()
-            },
-            decoded: out[0].1.clone(),
+        let replayed = RecordMeta {
+            endpoint: DataEndpoint::Event,
+            decoded_bytes: out[0].1.len() as u64,
+            events: 1,
+            ..m.clone()
         };
-        let (rendered, bytes) = replayed
-            .each_event(&r, Some(&en), 0, true)
-            .next()
-            .unwrap()
-            .unwrap();
+        let (rendered, bytes) = each(&replayed, &out[0].1, Some(&en), true).remove(0);
         assert_eq!(rendered.route, Route::Event);
         let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
         assert_eq!(

@@ -111,6 +111,25 @@ impl ObjectSplitter {
         self.object.map_or(self.pos, |o| o.start)
     }
 
+    /// Forgets everything scanned so far, including the head of an object
+    /// still open (its scan state is kept, so its end is still found): the
+    /// caller drops that many bytes from the front of its buffer. For
+    /// objects too large to hold; the range later returned for such an
+    /// object no longer covers its start.
+    pub fn drop_scanned(&mut self) -> usize {
+        let n = self.pos;
+        self.pos = 0;
+        if let Some(o) = self.object.as_mut() {
+            o.start = 0;
+        }
+        n
+    }
+
+    /// Whether an object is open (started, not yet closed).
+    pub fn in_object(&self) -> bool {
+        self.object.is_some()
+    }
+
     /// Tells the splitter that the caller dropped the first `n` bytes of its buffer.
     pub fn shift(&mut self, n: usize) {
         self.pos -= n;

@@ -3,10 +3,11 @@
 
 use super::{Queue, QueueError, RecordId};
 use std::io::{self, Read};
+use std::sync::Arc;
 
 /// A stored body as a byte stream (still encoded as received).
-pub struct BodyReader<'q> {
-    queue: &'q Queue,
+pub struct BodyReader {
+    queue: Arc<Queue>,
     id: RecordId,
     chunks: u32,
     next_part: u32,
@@ -15,8 +16,8 @@ pub struct BodyReader<'q> {
     pos: usize,
 }
 
-impl<'q> BodyReader<'q> {
-    pub(super) fn new(queue: &'q Queue, id: RecordId, chunks: u32, generation: u64) -> Self {
+impl BodyReader {
+    pub(super) fn new(queue: Arc<Queue>, id: RecordId, chunks: u32, generation: u64) -> Self {
         BodyReader {
             queue,
             id,
@@ -39,7 +40,7 @@ impl<'q> BodyReader<'q> {
     }
 }
 
-impl Read for BodyReader<'_> {
+impl Read for BodyReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
             if self.next_part > self.chunks {

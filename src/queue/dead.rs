@@ -24,6 +24,14 @@ pub struct DeadLetter {
     pub event: String,
 }
 
+impl DeadLetter {
+    /// Whether replaying can deliver it: not a cut oversize line, not the
+    /// summary of a corrupt record.
+    pub fn is_replayable(&self) -> bool {
+        !(self.reason.starts_with("oversize") || self.reason.starts_with("corrupt"))
+    }
+}
+
 impl Queue {
     /// Stores an event that can never be delivered, with the reason.
     pub fn dead_letter(&self, letter: &DeadLetter) -> Result<u64, QueueError> {
@@ -105,7 +113,9 @@ impl Queue {
     ) -> Result<u64, QueueError> {
         let mut n = 0;
         for (s, d) in self.dead_selected(seq, output)? {
-            if d.event.trim().is_empty() {
+            // What cannot be sent as it is stays: unreadable events, the cut
+            // head of an oversize line, the record summary of a corrupt one.
+            if d.event.trim().is_empty() || !d.is_replayable() {
                 continue;
             }
             let body = d.event.trim().as_bytes();

@@ -487,26 +487,33 @@ impl Queue {
     /// Reads one record whole (the CLI's export and tests; outputs stream
     /// with [`Queue::body_reader`]).
     pub fn get(&self, id: RecordId) -> Result<Option<Record>, QueueError> {
-        let Some((meta, mut reader)) = self.body_reader(id)? else {
+        let store = self.store()?;
+        let Some(header) = self.header(&store, id)? else {
             return Ok(None);
         };
-        let mut body = Vec::with_capacity(reader.chunks() as usize * CHUNK_BYTES);
-        std::io::Read::read_to_end(&mut reader, &mut body).map_err(|e| self.read_error(e))?;
-        Ok(Some(Record { meta, body }))
+        let generation = self.generation();
+        let mut body = Vec::with_capacity(header.chunks as usize * CHUNK_BYTES);
+        for part in 1..=header.chunks {
+            body.extend_from_slice(&self.chunk(id, part, generation)?);
+        }
+        Ok(Some(Record {
+            meta: header.meta,
+            body,
+        }))
     }
 
     /// A record's metadata and a reader of its stored body, chunk by chunk.
     pub fn body_reader(
-        &self,
+        self: &Arc<Queue>,
         id: RecordId,
-    ) -> Result<Option<(RecordMeta, BodyReader<'_>)>, QueueError> {
+    ) -> Result<Option<(RecordMeta, BodyReader)>, QueueError> {
         let store = self.store()?;
         let Some(header) = self.header(&store, id)? else {
             return Ok(None);
         };
         Ok(Some((
             header.meta,
-            BodyReader::new(self, id, header.chunks, self.generation()),
+            BodyReader::new(Arc::clone(self), id, header.chunks, self.generation()),
         )))
     }
 
@@ -530,15 +537,6 @@ impl Queue {
         }
     }
 
-    /// The queue error inside an I/O error from a [`BodyReader`].
-    fn read_error(&self, e: std::io::Error) -> QueueError {
-        match e.into_inner().map(|inner| inner.downcast::<QueueError>()) {
-            Some(Ok(q)) => *q,
-            Some(Err(other)) => self.corrupt(CorruptRecord(other.to_string())),
-            None => self.corrupt(CorruptRecord("unreadable body".into())),
-        }
-    }
-
     fn index_entry(&self, id: RecordId) -> Option<IndexEntry> {
         self.store()
             .ok()?
@@ -547,6 +545,11 @@ impl Queue {
             .ok()
             .flatten()
             .and_then(|v| IndexEntry::decode(&v).ok())
+    }
+
+    /// Events of a queued record, from its index entry.
+    pub fn events_of(&self, id: RecordId) -> Option<u64> {
+        self.index_entry(id).map(|e| e.events)
     }
 
     /// Receive time (ms since the epoch) of a queued record.
@@ -868,7 +871,7 @@ mod tests {
     #[test]
     fn body_reader_streams_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let q = Queue::open(dir.path(), limits()).unwrap();
+        let q = Arc::new(Queue::open(dir.path(), limits()).unwrap());
         let body: Vec<u8> = (0..(CHUNK_BYTES * 2 + 5))
             .map(|i| (i % 253) as u8)
             .collect();
