@@ -107,6 +107,9 @@ enum Event {
     },
 }
 
+/// A batch's request body, its route and (for `/raw`) its query string.
+type Built = (bytes::Bytes, Route, Option<String>);
+
 /// The loop's state.
 struct Engine {
     s: Settings,
@@ -726,10 +729,7 @@ impl Engine {
 
     /// The request body of a batch, rebuilt from the queue. A record that
     /// cannot be read is returned as the error's record.
-    fn body(
-        &mut self,
-        batch: BatchId,
-    ) -> Result<Option<(bytes::Bytes, Route, Option<String>)>, (RecordId, SourceError)> {
+    fn body(&mut self, batch: BatchId) -> Result<Option<Built>, (RecordId, SourceError)> {
         let Some(state) = self.batches.get(&batch) else {
             return Ok(None);
         };
