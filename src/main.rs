@@ -66,6 +66,16 @@ enum QueueCommand {
         #[command(subcommand)]
         command: DeadCommand,
     },
+    /// Read every record back as outputs do; exits non-zero naming any that
+    /// cannot be read.
+    Verify {
+        /// Config file (default: embedded defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the backlog as NDJSON (Sluice stopped), e.g. before an upgrade.
     Export {
         /// Config file (default: embedded defaults).
@@ -386,6 +396,32 @@ async fn queue_command(command: QueueCommand) -> Result<()> {
             }
         }
         QueueCommand::Dead { command } => dead_command(command).await?,
+        QueueCommand::Verify { config, json } => {
+            let config = load(config.as_deref())?;
+            let report = QueueAccess::open(&config)?.verify(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                for u in &report.unreadable {
+                    println!(
+                        "record {}: unreadable after {} events: {}",
+                        u.record, u.events_read, u.error
+                    );
+                }
+                println!(
+                    "checked {} records ({} events): {} unreadable",
+                    report.records,
+                    report.events,
+                    report.unreadable.len()
+                );
+            }
+            if !report.unreadable.is_empty() {
+                bail!(
+                    "{} unreadable records: outputs will dead-letter them as corrupt",
+                    report.unreadable.len()
+                );
+            }
+        }
         QueueCommand::Export { config, file } => {
             let config = load(config.as_deref())?;
             let QueueAccess::Direct(q) = QueueAccess::open(&config)? else {

@@ -4,9 +4,10 @@
 
 use super::{
     socket_path, ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH,
-    DEAD_REPLAY_PATH, QUEUE_STATS_PATH,
+    DEAD_REPLAY_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH,
 };
 use crate::config::{Config, ConfigError};
+use crate::forward::verify::{verify, VerifyReport};
 use crate::queue::{Queue, QueueError, QueueLimits, QueueStats};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -40,7 +41,7 @@ pub enum AdminError {
 /// Either the store itself or the running Sluice's admin socket.
 pub enum QueueAccess {
     /// Sluice is stopped: the store, opened directly.
-    Direct(Box<Queue>),
+    Direct(std::sync::Arc<Queue>),
     /// Sluice runs: its admin socket.
     Running {
         /// `<data_dir>/admin.sock`.
@@ -63,7 +64,7 @@ impl QueueAccess {
             cache_bytes: 8 << 20,
         };
         match Queue::open(&path, limits) {
-            Ok(q) => Ok(QueueAccess::Direct(Box::new(q))),
+            Ok(q) => Ok(QueueAccess::Direct(std::sync::Arc::new(q))),
             Err(QueueError::Locked { .. }) => Ok(QueueAccess::Running {
                 socket: socket_path(&config.data_dir),
                 path: path.display().to_string(),
@@ -102,6 +103,20 @@ impl QueueAccess {
         match self {
             QueueAccess::Direct(q) => Ok(q.stats()),
             QueueAccess::Running { .. } => self.call(hyper::Method::GET, QUEUE_STATS_PATH).await,
+        }
+    }
+
+    /// Reads every record back as outputs do; reports the unreadable ones.
+    pub async fn verify(&self, config: &Config) -> Result<VerifyReport, AdminError> {
+        match self {
+            QueueAccess::Direct(q) => {
+                let q = std::sync::Arc::clone(q);
+                let max = config.server.max_event_bytes;
+                Ok(tokio::task::spawn_blocking(move || verify(&q, max))
+                    .await
+                    .map_err(|e| AdminError::Missing(e.to_string()))?)
+            }
+            QueueAccess::Running { .. } => self.call(hyper::Method::GET, QUEUE_VERIFY_PATH).await,
         }
     }
 

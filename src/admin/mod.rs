@@ -15,6 +15,8 @@ pub const SOCKET_FILE: &str = "admin.sock";
 
 /// `GET`: queue totals ([`crate::queue::QueueStats`]).
 pub const QUEUE_STATS_PATH: &str = "/admin/queue/stats";
+/// `GET`: read every record back ([`crate::forward::verify::VerifyReport`]).
+pub const QUEUE_VERIFY_PATH: &str = "/admin/queue/verify";
 /// `GET ?seq=&output=`: dead letters (`[SeqLetter]`).
 pub const DEAD_PATH: &str = "/admin/dead";
 /// `POST ?seq=&output=`: replay dead letters ([`Replayed`]).

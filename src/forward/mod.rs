@@ -14,3 +14,4 @@ pub mod read_failures;
 pub mod source;
 pub mod splunk;
 pub mod stream;
+pub mod verify;

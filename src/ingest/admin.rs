@@ -4,7 +4,7 @@
 use super::IngestState;
 use crate::admin::{
     ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH, DEAD_REPLAY_PATH,
-    QUEUE_STATS_PATH,
+    QUEUE_STATS_PATH, QUEUE_VERIFY_PATH,
 };
 use actix_web::{web, HttpResponse};
 
@@ -17,6 +17,7 @@ pub(super) fn configure_metrics(cfg: &mut web::ServiceConfig) {
 /// Routes of the admin socket.
 pub(super) fn configure_admin(cfg: &mut web::ServiceConfig) {
     cfg.route(QUEUE_STATS_PATH, web::get().to(queue_stats))
+        .route(QUEUE_VERIFY_PATH, web::get().to(queue_verify))
         .route(DEAD_PATH, web::get().to(dead_list))
         .route(DEAD_REPLAY_PATH, web::post().to(dead_replay))
         .route(DEAD_PURGE_PATH, web::post().to(dead_purge))
@@ -32,6 +33,15 @@ async fn metrics(st: web::Data<IngestState>) -> HttpResponse {
 
 async fn queue_stats(st: web::Data<IngestState>) -> HttpResponse {
     HttpResponse::Ok().json(st.queue.stats())
+}
+
+async fn queue_verify(st: web::Data<IngestState>) -> HttpResponse {
+    let queue = std::sync::Arc::clone(&st.queue);
+    let max = st.limits.max_event_bytes;
+    match web::block(move || crate::forward::verify::verify(&queue, max)).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => failed(e),
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> HttpResponse {

@@ -586,12 +586,20 @@ impl Queue {
             .filter_map(|k| k.ok().and_then(|k| id_of(&k)))
     }
 
-    /// Deletes a delivered record.
+    /// Deletes a delivered record. The index entry goes first: from then on
+    /// the record is gone for readers and totals, even when its parts sit in
+    /// a damaged page that cannot be rewritten (they stay as dead bytes).
     pub fn remove(&self, id: RecordId) -> Result<bool, QueueError> {
         let store = self.store()?;
         let Some(v) = store.index.remove(key(id)).map_err(|e| self.store_err(e))? else {
             return Ok(false);
         };
+        if let Ok(e) = IndexEntry::decode(&v) {
+            let mut t = self.lock_totals();
+            t.records = t.records.saturating_sub(1);
+            t.events = t.events.saturating_sub(e.events);
+            t.bytes = t.bytes.saturating_sub(e.bytes);
+        }
         // Every part under the id, even when the header is unreadable.
         let mut batch = sled::Batch::default();
         for k in store
@@ -599,18 +607,19 @@ impl Queue {
             .range(part_key(id, 0)..=part_key(id, u32::MAX))
             .keys()
         {
-            batch.remove(k.map_err(|e| self.store_err(e))?);
+            match k {
+                Ok(k) => batch.remove(k),
+                Err(sled::Error::Corruption { .. }) => {
+                    tracing::warn!(path = %self.path.display(), record = id, "a removed record's parts sit in a damaged page and stay in the store");
+                    return Ok(true);
+                }
+                Err(e) => return Err(self.store_err(e)),
+            }
         }
         store
             .records
             .apply_batch(batch)
             .map_err(|e| self.store_err(e))?;
-        if let Ok(e) = IndexEntry::decode(&v) {
-            let mut t = self.lock_totals();
-            t.records = t.records.saturating_sub(1);
-            t.events = t.events.saturating_sub(e.events);
-            t.bytes = t.bytes.saturating_sub(e.bytes);
-        }
         Ok(true)
     }
 

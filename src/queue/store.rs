@@ -73,13 +73,17 @@ impl Store {
                 db.flush().map_err(store)?;
             }
         }
-        repair_index(&records, &index).map_err(|e| match e {
-            Repair::Store(e) => store(e),
-            Repair::Corrupt(source) => QueueError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
+        match repair_index(&records, &index) {
+            Ok(()) => {}
+            // A damaged page at the tail: the records it holds without an
+            // index entry were never acknowledged (the entry is written
+            // before the flush that answers 200); the rest of the store is
+            // usable.
+            Err(Repair::Store(sled::Error::Corruption { .. })) | Err(Repair::Corrupt(_)) => {
+                tracing::warn!(path = %path.display(), "the queue's tail holds an unreadable record without an index entry; it is left as it is")
+            }
+            Err(Repair::Store(e)) => return Err(store(e)),
+        }
         let mut totals = Totals::default();
         for item in index.iter() {
             let (_, v) = item.map_err(store)?;
@@ -94,9 +98,18 @@ impl Store {
             totals.events += e.events;
             totals.bytes += e.bytes;
         }
-        let next_id = match records.last().map_err(store)? {
-            Some((k, _)) => id_of_part(&k).map_or(0, |id| id + 1),
-            None => 0,
+        let by_index = index
+            .last()
+            .map_err(store)?
+            .and_then(|(k, _)| id_of(&k))
+            .map_or(0, |id| id + 1);
+        let next_id = match records.last() {
+            Ok(Some((k, _))) => id_of_part(&k).map_or(0, |id| id + 1).max(by_index),
+            Ok(None) => by_index,
+            // An unreadable last page: ids continue past what the index knows,
+            // plus a margin for records only that page held.
+            Err(sled::Error::Corruption { .. }) => by_index + 1_000_000,
+            Err(e) => return Err(store(e)),
         };
         Ok(Opened {
             store: Store {
