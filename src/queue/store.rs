@@ -79,8 +79,11 @@ impl Store {
             // index entry were never acknowledged (the entry is written
             // before the flush that answers 200); the rest of the store is
             // usable.
-            Err(Repair::Store(sled::Error::Corruption { .. })) | Err(Repair::Corrupt(_)) => {
-                tracing::warn!(path = %path.display(), "the queue's tail holds an unreadable record without an index entry; it is left as it is")
+            Err(Repair::Store(e @ sled::Error::Corruption { .. })) => {
+                tracing::warn!(path = %path.display(), error = %e, "the queue's tail holds an unreadable record without an index entry; it is left as it is")
+            }
+            Err(Repair::Corrupt(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "the queue's tail holds an unreadable record without an index entry; it is left as it is")
             }
             Err(Repair::Store(e)) => return Err(store(e)),
         }
