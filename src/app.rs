@@ -280,6 +280,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             max_body_bytes: s.max_body_bytes,
             max_decoded_bytes: s.max_decoded_bytes,
             max_event_bytes: s.max_event_bytes,
+            body_timeout: s.body_timeout,
         },
         forward_ctx.outputs.to_vec(),
     ));

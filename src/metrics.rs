@@ -38,6 +38,9 @@ pub struct Metrics {
     /// `sluice_queue_corrupt_records_total`: records that could not be read
     /// and became dead letters with reason `corrupt`.
     pub queue_corrupt_records: IntCounter,
+    /// `sluice_ingest_refused_streams_total`: requests refused (503 code 9)
+    /// because their connection already had the most requests open.
+    pub ingest_refused_streams: IntCounter,
     /// `sluice_client_ack_channels`.
     pub client_ack_channels: IntGauge,
     /// `sluice_client_acks_pending`.
@@ -150,6 +153,10 @@ impl Metrics {
             queue_corrupt_records: IntCounter::new(
                 "sluice_queue_corrupt_records_total",
                 "Queued records that could not be read and were dead-lettered as corrupt",
+            )?,
+            ingest_refused_streams: IntCounter::new(
+                "sluice_ingest_refused_streams_total",
+                "Requests refused because their connection had the most requests open",
             )?,
             client_ack_channels: IntGauge::new(
                 "sluice_client_ack_channels",
@@ -274,6 +281,7 @@ impl Metrics {
         r.register(Box::new(m.queue_write_errors.clone()))?;
         r.register(Box::new(m.queue_writable.clone()))?;
         r.register(Box::new(m.queue_corrupt_records.clone()))?;
+        r.register(Box::new(m.ingest_refused_streams.clone()))?;
         r.register(Box::new(m.client_ack_channels.clone()))?;
         r.register(Box::new(m.client_acks_pending.clone()))?;
         r.register(Box::new(m.tls_cert_expiry.clone()))?;

@@ -12,6 +12,7 @@ use support::*;
 mod process;
 use process::*;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -667,4 +668,130 @@ async fn a_corrupt_record_is_dead_lettered_and_the_rest_flows() {
     );
     server.stop().await;
     sink.stop().await;
+}
+
+/// A request body that sends `first` and then nothing, ever.
+fn stalled_body(first: &'static [u8]) -> reqwest::Body {
+    let chunks = futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(first))
+    })
+    .chain(futures_util::stream::pending());
+    reqwest::Body::wrap_stream(chunks)
+}
+
+/// Finding 7: a client with a valid token could hold its request open
+/// forever by sending its body a byte at a time. Now a body that does not
+/// arrive within `body_timeout` gets 408 and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), "body_timeout = \"1s\"", "").await;
+    for client in [server.http1(), server.http2()] {
+        let started = Instant::now();
+        let resp = client
+            .post(server.url(RAW))
+            .header("Authorization", format!("Splunk {TOKEN}"))
+            .header("Content-Length", "1000")
+            .body(stalled_body(b"line one\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(resp).await,
+            (408, json!({"text":"Request Timeout","code":408}))
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+    assert_eq!(server.queue_stats().records, 0, "nothing is queued");
+    let m = server.metrics().await;
+    assert!(
+        m.contains("sluice_ingest_requests_total{code=\"408\",endpoint=\"raw\"} 2"),
+        "{m}"
+    );
+}
+
+/// Finding 7: one HTTP/2 connection held 2,000 open streams with headers
+/// and no body. Now a connection has at most 128 requests open; more get
+/// 503 code 9 at once, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_per_connection_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    // One client: one HTTP/2 connection for every request.
+    let client = server.http2();
+    let mut parked = Vec::new();
+    for _ in 0..160 {
+        let req = client
+            .post(server.url(RAW))
+            .header("Authorization", format!("Splunk {TOKEN}"))
+            .body(stalled_body(b"x"));
+        parked.push(tokio::spawn(req.send()));
+    }
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while refused < 160 - 128 && Instant::now() < deadline {
+        let m = server.metrics().await;
+        refused = m
+            .lines()
+            .find(|l| l.starts_with("sluice_ingest_refused_streams_total "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 160 - 128, "requests over the bound are refused");
+    let mut busy = 0;
+    for p in parked.iter_mut().filter(|p| p.is_finished()) {
+        let resp = p.await.unwrap().unwrap();
+        let (status, body) = answer(resp).await;
+        assert_eq!((status, body["code"].clone()), (503, json!(9)), "{body}");
+        busy += 1;
+    }
+    assert_eq!(busy, 160 - 128);
+    for p in parked {
+        p.abort();
+    }
+    // The connection is not stuck: a fresh client is served.
+    let (status, _) = hec_answer(&server.http2(), &server.url(RAW), b"after").await;
+    assert_eq!(status, 200);
+}
+
+/// Finding 8: Debian's curl over HTTP/2 showed `(92) Stream error` instead
+/// of the HEC answer when Sluice refused before reading the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_over_http2_shows_an_early_refusal() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: curl_over_http2_shows_an_early_refusal: curl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let body = dir.path().join("body");
+    std::fs::write(&body, vec![b'a'; 1_000_000]).unwrap();
+    for round in 0..5 {
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new("curl")
+                .args(["-sS", "--http2", "--cacert"])
+                .arg(&server.ca)
+                .args(["-H", "Authorization: Splunk wrong-token", "--data-binary"])
+                .arg(format!("@{}", body.display()))
+                .arg(server.url(RAW))
+                .output()
+                .unwrap()
+        });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: curl failed: {} {stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout, r#"{"text":"Invalid token","code":4}"#,
+            "round {round}"
+        );
+    }
 }

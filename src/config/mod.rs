@@ -104,6 +104,10 @@ pub struct ServerConfig {
     /// and becomes a dead letter with reason `oversize` on the way out.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: u64,
+    /// How long a request's body may take to arrive once its headers did;
+    /// after it, 408 and nothing is queued.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// How long `/health` and new requests answer 503 code 23 before the listener closes.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -230,6 +234,9 @@ fn default_max_decoded_bytes() -> u64 {
 fn default_max_event_bytes() -> u64 {
     1 << 20
 }
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(600)
+}
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(5)
 }
@@ -267,6 +274,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             max_decoded_bytes: default_max_decoded_bytes(),
             max_event_bytes: default_max_event_bytes(),
+            body_timeout: default_body_timeout(),
             shutdown_grace: default_shutdown_grace(),
             workers: None,
             ack_max_per_channel: default_ack_max_per_channel(),
@@ -397,6 +405,9 @@ impl Config {
                 "server.max_event_bytes",
                 "must be at least 1 KiB and at most max_decoded_bytes",
             ));
+        }
+        if s.body_timeout < Duration::from_secs(1) {
+            return Err(invalid("server.body_timeout", "must be at least 1s"));
         }
         if s.workers == Some(0) {
             return Err(invalid("server.workers", "must be above 0"));

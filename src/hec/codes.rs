@@ -67,6 +67,12 @@ pub const METHOD_NOT_ALLOWED: HecStatus = HecStatus {
     code: 405,
     text: "Method Not Allowed",
 };
+/// The body did not arrive within `body_timeout`.
+pub const REQUEST_TIMEOUT: HecStatus = HecStatus {
+    http: 408,
+    code: 408,
+    text: "Request Timeout",
+};
 /// Body over `max_body_bytes`, or decoded body over `max_decoded_bytes`.
 pub const PAYLOAD_TOO_LARGE: HecStatus = HecStatus {
     http: 413,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod decode;
 mod reply;
 mod routes;
+pub mod streams;
 
 use crate::config::Token;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct BodyLimits {
     pub max_decoded_bytes: u64,
     /// One `/event` object or `/raw` line.
     pub max_event_bytes: u64,
+    /// Time for a body to arrive once its headers did.
+    pub body_timeout: Duration,
 }
 
 /// What the handlers share.
@@ -178,6 +181,9 @@ pub fn serve_hec(
         App::new()
             .app_data(data.clone())
             .configure(routes::configure)
+    })
+    .on_connect(|_, ext| {
+        ext.insert(streams::ConnStreams::default());
     })
     .workers(opts.workers)
     .disable_signals()

@@ -5,6 +5,7 @@ use super::acks::AckWait;
 use super::auth::authenticate;
 use super::decode::{content_encoding, decode_status, scan_body, Scan};
 use super::reply::Reply;
+use super::streams::{ConnStreams, StreamSlot, MAX_STREAMS_PER_CONNECTION};
 use super::IngestState;
 use crate::config::{AckMode, Token};
 use crate::hec::ack::{AckReply, AckRequest};
@@ -83,26 +84,76 @@ async fn method_not_allowed(st: State) -> HttpResponse {
 async fn event(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
     let started = Instant::now();
     let _busy = st.in_flight();
-    let reply = data(&req, payload, &st, DataEndpoint::Event)
-        .await
-        .unwrap_or_else(|r| r);
+    let reply = match slot(&req, &st) {
+        Ok(_slot) => data(&req, payload, &st, DataEndpoint::Event)
+            .await
+            .unwrap_or_else(|r| r),
+        Err(r) => r,
+    };
     st.answer("event", reply, started)
 }
 
 async fn raw(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
     let started = Instant::now();
     let _busy = st.in_flight();
-    let reply = data(&req, payload, &st, DataEndpoint::Raw)
-        .await
-        .unwrap_or_else(|r| r);
+    let reply = match slot(&req, &st) {
+        Ok(_slot) => data(&req, payload, &st, DataEndpoint::Raw)
+            .await
+            .unwrap_or_else(|r| r),
+        Err(r) => r,
+    };
     st.answer("raw", reply, started)
 }
 
 async fn ack(req: HttpRequest, payload: web::Payload, st: State) -> HttpResponse {
     let started = Instant::now();
     let _busy = st.in_flight();
-    let reply = ack_poll(&req, payload, &st).await.unwrap_or_else(|r| r);
+    let reply = match slot(&req, &st) {
+        Ok(_slot) => ack_poll(&req, payload, &st).await.unwrap_or_else(|r| r),
+        Err(r) => r,
+    };
     st.answer("ack", reply, started)
+}
+
+/// One of the connection's request slots, or 503 code 9 when it has the
+/// most requests open already.
+fn slot(req: &HttpRequest, st: &IngestState) -> Result<Option<StreamSlot>, Reply> {
+    let Some(streams) = req.conn_data::<ConnStreams>() else {
+        return Ok(None);
+    };
+    match streams.acquire(MAX_STREAMS_PER_CONNECTION) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            st.metrics.ingest_refused_streams.inc();
+            Err(codes::SERVER_BUSY.into())
+        }
+    }
+}
+
+/// How much of a body is read (and thrown away) before a refusal that came
+/// before it, and for how long: over HTTP/2 an answer sent while the client
+/// is still sending ends in RST_STREAM, which curl shows as a transport
+/// error instead of the HEC answer.
+const DRAIN_MAX: u64 = 2 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and drops what is left of a body, within bounds, then refuses.
+async fn refuse(payload: &mut web::Payload, req: &HttpRequest, reply: Reply) -> Reply {
+    let declared = header(req.headers(), CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_MAX) {
+        return reply;
+    }
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = payload.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    reply
 }
 
 async fn health(st: State) -> HttpResponse {
@@ -167,20 +218,28 @@ fn caller<'s>(
     Ok((token, channel))
 }
 
-/// Encoding and size checks, then the body as received.
+/// Encoding and size checks, then the body as received, within
+/// `body_timeout` of the handler's start.
 async fn body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     limit: u64,
+    deadline: tokio::time::Instant,
 ) -> Result<(BodyEncoding, Bytes), Reply> {
-    let encoding = content_encoding(header(req.headers(), CONTENT_ENCODING))
-        .ok_or(codes::UNSUPPORTED_ENCODING)?;
+    let Some(encoding) = content_encoding(header(req.headers(), CONTENT_ENCODING)) else {
+        return Err(refuse(payload, req, codes::UNSUPPORTED_ENCODING.into()).await);
+    };
     let declared = header(req.headers(), CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(codes::PAYLOAD_TOO_LARGE.into());
+        return Err(refuse(payload, req, codes::PAYLOAD_TOO_LARGE.into()).await);
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => return Err(codes::REQUEST_TIMEOUT.into()),
+        };
         let chunk = chunk.map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(codes::PAYLOAD_TOO_LARGE.into());
@@ -192,13 +251,17 @@ async fn body(
 
 async fn data(
     req: &HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     st: &IngestState,
     endpoint: DataEndpoint,
 ) -> Result<Reply, Reply> {
+    let deadline = tokio::time::Instant::now() + st.limits.body_timeout;
     let query = Query::parse(req.query_string());
-    let (token, channel) = caller(req, st, &query)?;
-    let (encoding, body) = body(req, payload, st.limits.max_body_bytes).await?;
+    let (token, channel) = match caller(req, st, &query) {
+        Ok(c) => c,
+        Err(r) => return Err(refuse(&mut payload, req, r).await),
+    };
+    let (encoding, body) = body(req, &mut payload, st.limits.max_body_bytes, deadline).await?;
     let meta = RecordMeta {
         endpoint,
         token: token.config.name.clone(),
@@ -365,16 +428,23 @@ async fn enqueue(
 
 async fn ack_poll(
     req: &HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     st: &IngestState,
 ) -> Result<Reply, Reply> {
+    let deadline = tokio::time::Instant::now() + st.limits.body_timeout;
     let query = Query::parse(req.query_string());
-    let (token, channel) = caller(req, st, &query)?;
+    let (token, channel) = match caller(req, st, &query) {
+        Ok(c) => c,
+        Err(r) => return Err(refuse(&mut payload, req, r).await),
+    };
     if token.config.ack == AckMode::None {
-        return Err(codes::ACK_DISABLED.into());
+        return Err(refuse(&mut payload, req, codes::ACK_DISABLED.into()).await);
     }
-    let channel = channel.ok_or(codes::CHANNEL_MISSING)?;
-    let (encoding, body) = body(req, payload, st.limits.max_body_bytes.min(MAX_ACK_BODY)).await?;
+    let Some(channel) = channel else {
+        return Err(refuse(&mut payload, req, codes::CHANNEL_MISSING.into()).await);
+    };
+    let limit = st.limits.max_body_bytes.min(MAX_ACK_BODY);
+    let (encoding, body) = body(req, &mut payload, limit, deadline).await?;
     let decoded = match encoding {
         BodyEncoding::Identity => body.to_vec(),
         BodyEncoding::Gzip => {
