@@ -207,8 +207,10 @@ async fn sink_down_then_back_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_indexers_one_down_all_go_to_the_other() {
     let up = HecSink::start(SinkOptions::default()).await;
+    // "Down" answers every data request and health check with 503: it is
+    // tried, its circuit opens, and everything goes to the other.
     let down = HecSink::start(SinkOptions::default()).await;
-    down.down().await;
+    down.faults().fail_until_cleared(Target::All, Fault::busy(1));
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(
         dir.path(),
@@ -222,8 +224,18 @@ async fn two_indexers_one_down_all_go_to_the_other() {
     }
     assert!(up.wait_for(WAIT, |s| s.acknowledged().len() >= 400).await);
     wait_queue_empty(&server).await;
-    assert!(down.indexed().is_empty());
-    assert_eq!(count_by_key(&up.acknowledged()).len(), 400);
+    let tried = down.count("/services/collector/raw", Some(503))
+        + down.count("/services/collector/event", Some(503));
+    assert!(tried >= 1, "the failing indexer was never tried");
+    assert!(down.indexed().is_empty(), "it indexed nothing");
+    let per_id = count_by_key(&up.acknowledged());
+    assert_eq!(per_id.len(), 400, "all 400 reached the other indexer");
+    let m = server.metrics().await;
+    let gauge = format!(
+        "sluice_output_indexer_up{{indexer=\"{}\",output=\"splunk\"}} 0",
+        down.url()
+    );
+    assert!(m.contains(&gauge), "{gauge} missing from\n{m}");
     server.stop().await;
     up.stop().await;
     down.stop().await;

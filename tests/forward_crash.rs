@@ -33,18 +33,28 @@ linger = "10ms"
     write_file(dir, "sluice.toml", &text)
 }
 
+/// Records in the queue when Sluice opened it (its "queue open" log line).
+fn queued_at_start(p: &mut Sluice) -> u64 {
+    let line = p.wait_for_stderr("\"queue open\" log line", |l| l.contains("queue open"));
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    v["fields"]["records"].as_u64().expect("records in the log line")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_forward_then_restart_delivers_every_acknowledged_event() {
     let sink = HecSink::start(SinkOptions::default()).await;
     // Slow acks keep batches in flight when the process dies.
-    sink.faults()
-        .acks(AckMode::Delayed(Duration::from_millis(300)));
+    sink.faults().acks(AckMode::Delayed(Duration::from_secs(2)));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &sink.url());
     let mut accepted: HashSet<String> = HashSet::new();
     for round in 0..2 {
         let (mut proc, hec) = tokio::task::block_in_place(|| {
             let mut p = Sluice::run(&cfg);
+            let queued = queued_at_start(&mut p);
+            if round > 0 {
+                assert!(queued > 0, "nothing was left undelivered by the kill");
+            }
             let (hec, _) = p.wait_listening();
             (p, hec)
         });
@@ -64,9 +74,15 @@ async fn kill_9_mid_forward_then_restart_delivers_every_acknowledged_event() {
                 accepted.extend(lines);
             }
         }
-        // Kill once some (not necessarily all) of it reached the sink.
-        sink.wait_for(Duration::from_secs(30), |s| !s.indexed().is_empty())
+        // Kill while batches are in flight: indexed by the sink, not yet
+        // acknowledged to Sluice.
+        let in_flight = sink
+            .wait_for(Duration::from_secs(30), |s| {
+                let indexed = s.indexed().len();
+                indexed > 0 && indexed > s.acknowledged().len()
+            })
             .await;
+        assert!(in_flight, "no batch was in flight to be killed");
         let status = tokio::task::block_in_place(|| proc.kill9());
         assert!(!status.success());
     }
@@ -74,6 +90,7 @@ async fn kill_9_mid_forward_then_restart_delivers_every_acknowledged_event() {
     sink.faults().acks(AckMode::Immediate);
     let mut proc = tokio::task::block_in_place(|| {
         let mut p = Sluice::run(&cfg);
+        assert!(queued_at_start(&mut p) > 0, "nothing was left by the kill");
         p.wait_listening();
         p
     });
