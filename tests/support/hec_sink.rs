@@ -5,25 +5,26 @@
 //! exactly-once in the normal case and at-least-once under failures. Faults are
 //! scripted through a thread-safe [`Faults`] handle while the sink runs.
 //!
-//! It reuses Sluice's protocol types (`sluice::hec`) for splitting and judging
-//! bodies: the sink checks delivery, not Sluice's parser, and a parser bug
-//! would show up in ingest's own conformance tests.
+//! It judges what Sluice sends with parsers of its own (serde_json and the
+//! rules in HEC.md), never with Sluice's: a bug shared by Sluice's ingest
+//! and its output could otherwise pass unnoticed. Only the table of codes and
+//! texts is shared.
 #![allow(dead_code)]
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{Map, Value};
-use sluice::hec::ack::{AckReply, AckRequest};
 use sluice::hec::codes::{self, HecBody, HecStatus};
-use sluice::hec::event::{check_object, epoch_seconds, parse_time, EventRules};
-use sluice::hec::{raw, split, Channel};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// A data channel: a GUID, compared case-insensitively.
+type Channel = uuid::Uuid;
 
 /// The token a sink accepts unless [`SinkOptions::token`] says otherwise.
 pub const SINK_TOKEN: &str = "5ee5ee5e-0000-4000-8000-000000000001";
@@ -769,7 +770,7 @@ fn process(
     let channel = match rec.channel.as_deref() {
         None if acks => return Err(codes::CHANNEL_MISSING.into()),
         None => None,
-        Some(c) => Some(Channel::parse(c).ok_or(codes::CHANNEL_INVALID)?),
+        Some(c) => Some(Channel::parse_str(c).map_err(|_| codes::CHANNEL_INVALID)?),
     };
     let gzip = match rec.content_encoding.as_deref().map(str::to_ascii_lowercase) {
         None => false,
@@ -792,7 +793,7 @@ fn process(
     };
     let events = match ep {
         Endpoint::Ack => {
-            let asked = AckRequest::parse(data).map_err(|_| codes::INVALID_DATA_FORMAT)?;
+            let asked = ack_ids(data).ok_or(codes::INVALID_DATA_FORMAT)?;
             return Ok(poll_acks(
                 shared,
                 channel.expect("acks need a channel"),
@@ -800,7 +801,7 @@ fn process(
             ));
         }
         Endpoint::Event => return Ok(index_objects(shared, data, channel, rec)),
-        _ => raw::lines(data).map(|line| {
+        _ => raw_lines(data).map(|line| {
             let mut e = IndexedEvent::new(Endpoint::Raw, String::from_utf8_lossy(line).into());
             e.event = Value::String(e.raw.clone());
             e.host = param(query, "host");
@@ -822,33 +823,111 @@ fn index_objects(
     rec: &mut RequestRecord,
 ) -> Reply {
     let poison = shared.lock().faults.poison.clone();
-    let any = EventRules {
-        allowed_indexes: &[],
-        max_event_bytes: u64::MAX,
-    };
     let mut good = Vec::new();
-    for (k, obj) in split::objects(data).enumerate() {
-        let judged = obj.map_err(|_| codes::INVALID_DATA_FORMAT).and_then(|o| {
-            check_object(o, any)?;
-            let v: Value = serde_json::from_slice(o).map_err(|_| codes::INVALID_DATA_FORMAT)?;
-            match &poison {
-                Some(p) if p(&v) => Err(codes::INVALID_DATA_FORMAT),
-                _ => Ok(object_event(v, o)),
+    let mut k = 0u64;
+    // Concatenated JSON values; a top-level array holds objects.
+    let mut values = serde_json::Deserializer::from_slice(data).into_iter::<Value>();
+    loop {
+        let start = values.byte_offset();
+        let v = match values.next() {
+            None => break,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => {
+                return commit(
+                    shared,
+                    good,
+                    Some((codes::INVALID_DATA_FORMAT, k)),
+                    channel,
+                    rec,
+                )
             }
-        });
-        match judged {
-            Ok(e) => good.push(e),
-            Err(status) => return commit(shared, good, Some((status, k as u64)), channel, rec),
+        };
+        let raw = data[start..values.byte_offset()].trim_ascii();
+        let items = match v {
+            Value::Array(a) => a.into_iter().map(|o| (o.to_string(), o)).collect(),
+            o => vec![(String::from_utf8_lossy(raw).into_owned(), o)],
+        };
+        for (text, obj) in items {
+            let judged = judge(&obj).and_then(|()| match &poison {
+                Some(p) if p(&obj) => Err(codes::INVALID_DATA_FORMAT),
+                _ => Ok(object_event(obj, text.as_bytes())),
+            });
+            match judged {
+                Ok(e) => good.push(e),
+                Err(status) => return commit(shared, good, Some((status, k)), channel, rec),
+            }
+            k += 1;
         }
     }
     commit(shared, good, None, channel, rec)
 }
 
-/// An `/event` object (validated by `check_object`) as an indexed event.
+/// Splunk's rules for one `/event` object (HEC.md).
+fn judge(v: &Value) -> Result<(), HecStatus> {
+    let Value::Object(m) = v else {
+        return Err(codes::INVALID_DATA_FORMAT);
+    };
+    match m.get("event") {
+        None => return Err(codes::EVENT_REQUIRED),
+        Some(Value::String(s)) if s.trim().is_empty() => return Err(codes::EVENT_BLANK),
+        Some(Value::Null) | Some(Value::Bool(false)) => return Err(codes::INVALID_DATA_FORMAT),
+        Some(_) => {}
+    }
+    let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+    match m.get("fields") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(f)) => {
+            let flat = f.values().all(|v| match v {
+                Value::Array(a) => a.iter().all(scalar),
+                other => scalar(other),
+            });
+            if !flat {
+                return Err(codes::INDEXED_FIELDS);
+            }
+        }
+        Some(_) => return Err(codes::INDEXED_FIELDS),
+    }
+    match m.get("time") {
+        None | Some(Value::Null) | Some(Value::Number(_)) => {}
+        Some(Value::String(s)) if s.trim().parse::<f64>().is_ok() => {}
+        Some(_) => return Err(codes::INVALID_DATA_FORMAT),
+    }
+    for key in ["host", "source", "sourcetype", "index"] {
+        if m.get(key).is_some_and(|v| !v.is_string()) {
+            return Err(codes::INVALID_DATA_FORMAT);
+        }
+    }
+    Ok(())
+}
+
+/// `/raw` events: lines without CR/LF, blank lines skipped.
+fn raw_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.trim_ascii().is_empty())
+}
+
+/// Epoch seconds from seconds, ms (13 digits) or ns (19 digits).
+fn epoch_seconds(v: f64) -> f64 {
+    match v.abs() {
+        a if a >= 1e17 => v / 1e9,
+        a if a >= 1e14 => v / 1e6,
+        a if a >= 1e11 => v / 1e3,
+        _ => v,
+    }
+}
+
+/// The ids of an `/ack` request: `{"acks":[0,1,…]}`.
+fn ack_ids(data: &[u8]) -> Option<Vec<u64>> {
+    let v: Value = serde_json::from_slice(data).ok()?;
+    v.get("acks")?.as_array()?.iter().map(Value::as_u64).collect()
+}
+
+/// An `/event` object (accepted by `judge`) as an indexed event.
 fn object_event(v: Value, raw: &[u8]) -> IndexedEvent {
     let mut e = IndexedEvent::new(Endpoint::Event, String::from_utf8_lossy(raw).into());
     let Value::Object(mut m) = v else {
-        unreachable!("check_object accepted a non-object")
+        unreachable!("judge accepted a non-object")
     };
     let mut text = |k: &str| match m.remove(k) {
         Some(Value::String(s)) => Some(s),
@@ -858,7 +937,7 @@ fn object_event(v: Value, raw: &[u8]) -> IndexedEvent {
     (e.sourcetype, e.index) = (text("sourcetype"), text("index"));
     e.time = match m.get("time") {
         Some(Value::Number(n)) => n.as_f64().map(epoch_seconds),
-        Some(Value::String(s)) => parse_time(s),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok().map(epoch_seconds),
         _ => None,
     };
     if let Some(Value::Object(f)) = m.remove("fields") {
@@ -908,11 +987,11 @@ fn commit(
 }
 
 /// True for this channel's ids whose time has come, which are then forgotten.
-fn poll_acks(shared: &Shared, channel: Channel, asked: AckRequest) -> Reply {
+fn poll_acks(shared: &Shared, channel: Channel, asked: Vec<u64>) -> Reply {
     let now = Instant::now();
     let mut state = shared.lock();
     let acks = state.channels.entry(channel).or_default();
-    let ids: BTreeSet<u64> = asked.acks.into_iter().collect();
+    let ids: BTreeSet<u64> = asked.into_iter().collect();
     let pairs = ids.into_iter().map(|id| {
         let ready = acks.pending.get(&id).copied().flatten();
         let ready = ready.is_some_and(|t| t <= now);
@@ -921,7 +1000,8 @@ fn poll_acks(shared: &Shared, channel: Channel, asked: AckRequest) -> Reply {
         }
         (id, ready)
     });
-    let json = serde_json::to_string(&AckReply::from_pairs(pairs.collect::<Vec<_>>()));
+    let acks: Map<String, Value> = pairs.map(|(id, ok)| (id.to_string(), Value::Bool(ok))).collect();
+    let json = serde_json::to_string(&serde_json::json!({ "acks": acks }));
     Reply {
         http: 200,
         code: None,
