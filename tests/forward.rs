@@ -620,3 +620,83 @@ async fn the_channel_per_indexer_survives_a_restart() {
     assert_eq!(channels.len(), 1, "{channels:?}");
     sink.stop().await;
 }
+
+/// The splunk output over real TLS: `ca_file`, no CA (system roots refuse
+/// the sink's private CA), `insecure_skip_verify`, and mTLS with
+/// `client_cert`/`client_key` against an indexer that requires one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_splunk_output_speaks_tls_with_ca_file_client_certs_and_skip_verify() {
+    let plain = HecSink::start(SinkOptions {
+        tls: true,
+        ..SinkOptions::default()
+    })
+    .await;
+    let mutual = HecSink::start(SinkOptions {
+        tls: true,
+        require_client_cert: true,
+        ..SinkOptions::default()
+    })
+    .await;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = mutual.client_identity(certs.path());
+    let lines: Vec<String> = sample_lines().into_iter().take(20).collect();
+    let cases: Vec<(&str, &HecSink, String, bool)> = vec![
+        (
+            "ca_file",
+            &plain,
+            format!("ca_file = {:?}", plain.ca_pem().unwrap()),
+            true,
+        ),
+        ("system roots", &plain, String::new(), false),
+        (
+            "insecure_skip_verify",
+            &plain,
+            "insecure_skip_verify = true".to_string(),
+            true,
+        ),
+        (
+            "mTLS",
+            &mutual,
+            format!(
+                "ca_file = {:?}\nclient_cert = {:?}\nclient_key = {:?}",
+                mutual.ca_pem().unwrap(),
+                cert,
+                key
+            ),
+            true,
+        ),
+        (
+            "mTLS without a client certificate",
+            &mutual,
+            format!("ca_file = {:?}", mutual.ca_pem().unwrap()),
+            false,
+        ),
+    ];
+    for (name, sink, extra, delivers) in cases {
+        let before = sink.acknowledged().len();
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = start(dir.path(), &splunk_output(&[sink.url()], &extra)).await;
+        post_raw(&server, &server.http1(), &lines).await;
+        if delivers {
+            assert!(
+                sink.wait_for(WAIT, |s| s.acknowledged().len() >= before + 20)
+                    .await,
+                "{name}: not delivered"
+            );
+            wait_queue_empty(&server).await;
+        } else {
+            // The handshake fails: retried, never delivered, still queued.
+            let m = || async { server.metrics().await };
+            let deadline = std::time::Instant::now() + WAIT;
+            while !m().await.contains("sluice_output_retries_total") {
+                assert!(std::time::Instant::now() < deadline, "{name}: no retry");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(sink.acknowledged().len(), before, "{name}: delivered");
+            assert_eq!(server.queue_stats().events, 20, "{name}: kept");
+        }
+        server.stop().await;
+    }
+    plain.stop().await;
+    mutual.stop().await;
+}

@@ -43,6 +43,9 @@ pub struct SinkOptions {
     pub tls: bool,
     /// Sets `SINKSTICKY=<value>` on every reply, as a sticky load balancer does.
     pub sticky_cookie: Option<String>,
+    /// With `tls`: require a client certificate signed by the sink's CA
+    /// ([`HecSink::client_identity`] makes one).
+    pub require_client_cert: bool,
 }
 
 impl Default for SinkOptions {
@@ -52,6 +55,7 @@ impl Default for SinkOptions {
             acks: true,
             tls: false,
             sticky_cookie: None,
+            require_client_cert: false,
         }
     }
 }
@@ -415,7 +419,9 @@ impl HecSink {
             let dir = tempfile::tempdir().expect("tempdir");
             let g = sluice::bootstrap::ensure_tls(dir.path(), [127, 0, 0, 1].into())
                 .expect("sink certificate");
-            let mut config = sluice::tls::server_config(&g.cert, &g.key, None).expect("sink TLS");
+            let client_ca = shared.opts.require_client_cert.then_some(g.ca.as_path());
+            let mut config =
+                sluice::tls::server_config(&g.cert, &g.key, client_ca).expect("sink TLS");
             // Splunk's HEC port speaks HTTP/1.1 only; actix would offer h2.
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             let backend = bind("127.0.0.1:0".parse().expect("addr"));
@@ -452,6 +458,29 @@ impl HecSink {
     /// The CA certificate (PEM file) a client must trust, when TLS is on.
     pub fn ca_pem(&self) -> Option<&Path> {
         self.tls.as_ref().map(|t| t.ca.as_path())
+    }
+
+    /// Writes a client certificate and key signed by the sink's CA into
+    /// `dir`; returns (certificate, key) paths.
+    pub fn client_identity(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+        let tls = self.tls.as_ref().expect("a TLS sink");
+        let ca_dir = tls.ca.parent().expect("CA dir");
+        let ca_pem = std::fs::read_to_string(&tls.ca).expect("CA");
+        let ca_key = std::fs::read_to_string(ca_dir.join("ca.key")).expect("CA key");
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key).expect("CA key"))
+                .expect("issuer");
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["sluice.example".to_string()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &issuer).expect("client certificate");
+        let (c, k) = (dir.join("client.pem"), dir.join("client.key"));
+        std::fs::write(&c, cert.pem()).expect("write client.pem");
+        std::fs::write(&k, key.serialize_pem()).expect("write client.key");
+        (c, k)
     }
 
     /// A reqwest client that trusts the sink (10 s timeout so tests stay bounded).
