@@ -265,7 +265,10 @@ fn start_default(cwd: &Path, env_token: Option<&str>) -> Option<Sluice> {
         Err(status) => {
             let err = p.stderr.text();
             if err.contains("cannot listen") {
-                println!("SKIPPED: embedded_defaults_generate_tls_and_token_once: default ports taken meanwhile ({status}): {err}");
+                skipped(
+                    "embedded_defaults_generate_tls_and_token_once",
+                    &format!("default ports taken meanwhile ({status}): {err}"),
+                );
                 None
             } else {
                 panic!("sluice with embedded defaults exited ({status}): {err}");
@@ -302,7 +305,10 @@ async fn embedded_defaults_generate_tls_and_token_once() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !(port_free(8088) && port_free(9108)) {
         if std::time::Instant::now() > deadline {
-            println!("SKIPPED: embedded_defaults_generate_tls_and_token_once: 127.0.0.1:8088 or :9108 is busy on this machine");
+            skipped(
+                "embedded_defaults_generate_tls_and_token_once",
+                "127.0.0.1:8088 or :9108 is busy on this machine",
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -106,7 +106,7 @@ async fn enospc_is_visible_and_recovers_when_space_returns() {
     let _fs = match Tmpfs::mount(&mnt, 48) {
         Ok(fs) => fs,
         Err(why) => {
-            println!("SKIPPED: enospc_is_visible_and_recovers_when_space_returns: {why}");
+            skipped("enospc_is_visible_and_recovers_when_space_returns", &why);
             return;
         }
     };
@@ -765,7 +765,10 @@ async fn curl_over_http2_shows_an_early_refusal() {
         .output()
         .is_err()
     {
-        println!("SKIPPED: curl_over_http2_shows_an_early_refusal: curl is not installed");
+        skipped(
+            "curl_over_http2_shows_an_early_refusal",
+            "curl is not installed",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

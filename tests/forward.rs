@@ -210,7 +210,8 @@ async fn two_indexers_one_down_all_go_to_the_other() {
     // "Down" answers every data request and health check with 503: it is
     // tried, its circuit opens, and everything goes to the other.
     let down = HecSink::start(SinkOptions::default()).await;
-    down.faults().fail_until_cleared(Target::All, Fault::busy(1));
+    down.faults()
+        .fail_until_cleared(Target::All, Fault::busy(1));
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(
         dir.path(),

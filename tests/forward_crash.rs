@@ -37,7 +37,9 @@ linger = "10ms"
 fn queued_at_start(p: &mut Sluice) -> u64 {
     let line = p.wait_for_stderr("\"queue open\" log line", |l| l.contains("queue open"));
     let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-    v["fields"]["records"].as_u64().expect("records in the log line")
+    v["fields"]["records"]
+        .as_u64()
+        .expect("records in the log line")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

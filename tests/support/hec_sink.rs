@@ -468,9 +468,8 @@ impl HecSink {
         let ca_dir = tls.ca.parent().expect("CA dir");
         let ca_pem = std::fs::read_to_string(&tls.ca).expect("CA");
         let ca_key = std::fs::read_to_string(ca_dir.join("ca.key")).expect("CA key");
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key).expect("CA key"))
-                .expect("issuer");
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key).expect("CA key"))
+            .expect("issuer");
         let key = KeyPair::generate().expect("key");
         let mut params =
             CertificateParams::new(vec!["sluice.example".to_string()]).expect("params");
@@ -949,7 +948,11 @@ fn epoch_seconds(v: f64) -> f64 {
 /// The ids of an `/ack` request: `{"acks":[0,1,…]}`.
 fn ack_ids(data: &[u8]) -> Option<Vec<u64>> {
     let v: Value = serde_json::from_slice(data).ok()?;
-    v.get("acks")?.as_array()?.iter().map(Value::as_u64).collect()
+    v.get("acks")?
+        .as_array()?
+        .iter()
+        .map(Value::as_u64)
+        .collect()
 }
 
 /// An `/event` object (accepted by `judge`) as an indexed event.
@@ -1029,7 +1032,9 @@ fn poll_acks(shared: &Shared, channel: Channel, asked: Vec<u64>) -> Reply {
         }
         (id, ready)
     });
-    let acks: Map<String, Value> = pairs.map(|(id, ok)| (id.to_string(), Value::Bool(ok))).collect();
+    let acks: Map<String, Value> = pairs
+        .map(|(id, ok)| (id.to_string(), Value::Bool(ok)))
+        .collect();
     let json = serde_json::to_string(&serde_json::json!({ "acks": acks }));
     Reply {
         http: 200,

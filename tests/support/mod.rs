@@ -221,3 +221,11 @@ pub async fn answer(resp: reqwest::Response) -> (u16, Value) {
     let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, json)
 }
+
+/// Reports a test that cannot run here. Written to the process's stderr
+/// directly (the test harness captures `println!`), so `cargo test` and CI
+/// show it; `.ci/run` lists every `SKIPPED:` line at the end.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+}
