@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end ingest benchmark: release Sluice + `sluice loadgen` on loopback.
 # Usage: benches/ingest.sh [seconds per run, default 15]
+# SLUICE_BIN=path runs that binary instead of building the release one.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 secs=${1:-15}
-cargo build --release --quiet --bin sluice
-bin="$root/target/release/sluice"
+bin=${SLUICE_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet --bin sluice
+  bin="$root/target/release/sluice"
+fi
 work=$(mktemp -d)
 pid=""
 cleanup() {

@@ -460,23 +460,6 @@ async fn an_unterminated_event_is_refused_at_the_cap() {
     );
 }
 
-/// A splunk output to the sink with fast polls and retries.
-fn sink_output(url: &str) -> String {
-    format!(
-        r#"
-[[outputs]]
-name = "splunk"
-type = "splunk"
-urls = ["{url}"]
-token = "{SINK_TOKEN}"
-ack_poll_interval = "100ms"
-retry_initial = "50ms"
-retry_max = "500ms"
-linger = "10ms"
-"#
-    )
-}
-
 async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -498,7 +481,7 @@ async fn an_oversize_raw_line_is_dead_lettered_and_the_rest_forwarded() {
     let dir = tempfile::tempdir().unwrap();
     let text = with_outputs(
         &config_text(dir.path(), "max_event_bytes = 65536", ""),
-        &sink_output(&sink.url()),
+        &splunk_output(&[sink.url()], ""),
     );
     let mut server = TestServer::start_text(dir.path(), &text).await;
     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -613,7 +596,10 @@ async fn a_corrupt_record_is_dead_lettered_and_the_rest_flows() {
     assert!(copies > 0, "marker not found in the store");
 
     let sink = HecSink::start(SinkOptions::default()).await;
-    let text = with_outputs(&config_text(dir.path(), "", ""), &sink_output(&sink.url()));
+    let text = with_outputs(
+        &config_text(dir.path(), "", ""),
+        &splunk_output(&[sink.url()], ""),
+    );
     let config = write_file(dir.path(), "sluice.toml", &text);
     let (status, out, err) = tokio::task::block_in_place(|| {
         let mut cmd = sluice_command();
@@ -717,8 +703,11 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
 async fn http2_streams_per_connection_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    // One client: one HTTP/2 connection for every request.
+    // One client: one HTTP/2 connection for every request, made before the
+    // flood (requests racing the handshake could open a second one).
     let client = server.http2();
+    let (status, _) = hec_answer(&client, &server.url(RAW), b"warm").await;
+    assert_eq!(status, 200);
     let mut parked = Vec::new();
     for _ in 0..160 {
         let req = client

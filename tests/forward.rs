@@ -18,27 +18,6 @@ fn config_with_outputs(dir: &Path, outputs: &str) -> String {
     with_outputs(&config_text(dir, "", ""), outputs)
 }
 
-/// A splunk output to `urls` with fast polls and retries.
-fn splunk_output(urls: &[String], extra: &str) -> String {
-    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
-    format!(
-        r#"
-[[outputs]]
-name = "splunk"
-type = "splunk"
-urls = [{}]
-token = "{SINK_TOKEN}"
-ack_poll_interval = "100ms"
-ack_timeout = "30s"
-retry_initial = "50ms"
-retry_max = "500ms"
-linger = "10ms"
-{extra}
-"#,
-        urls.join(", ")
-    )
-}
-
 async fn start(dir: &Path, outputs: &str) -> TestServer {
     TestServer::start_text(dir, &config_with_outputs(dir, outputs)).await
 }

@@ -233,20 +233,22 @@ async fn body(
     if declared.is_some_and(|n| n > limit) {
         return Err(refuse(payload, req, codes::PAYLOAD_TOO_LARGE.into()).await);
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-    loop {
-        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(_) => return Err(codes::REQUEST_TIMEOUT.into()),
-        };
-        let chunk = chunk.map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(codes::PAYLOAD_TOO_LARGE.into());
+    let read = async {
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| Reply::status(codes::INVALID_DATA_FORMAT))?;
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(Reply::status(codes::PAYLOAD_TOO_LARGE));
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
+        Ok(buf.freeze())
+    };
+    // One timer for the whole body.
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(body) => Ok((encoding, body?)),
+        Err(_) => Err(codes::REQUEST_TIMEOUT.into()),
     }
-    Ok((encoding, buf.freeze()))
 }
 
 async fn data(

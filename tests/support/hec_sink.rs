@@ -1043,3 +1043,25 @@ fn poll_acks(shared: &Shared, channel: Channel, asked: Vec<u64>) -> Reply {
         retry_after: None,
     }
 }
+
+/// A `splunk` output named "splunk" to `urls` with the sink's token, fast
+/// polls and retries, plus `extra` TOML lines.
+pub fn splunk_output(urls: &[String], extra: &str) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        r#"
+[[outputs]]
+name = "splunk"
+type = "splunk"
+urls = [{}]
+token = "{SINK_TOKEN}"
+ack_poll_interval = "100ms"
+ack_timeout = "30s"
+retry_initial = "50ms"
+retry_max = "500ms"
+linger = "10ms"
+{extra}
+"#,
+        urls.join(", ")
+    )
+}
