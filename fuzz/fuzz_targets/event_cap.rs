@@ -13,9 +13,10 @@ fn scan(data: &[u8], chunk: usize, cap: u64) -> Result<u64, (u16, u64, u64)> {
     };
     let mut s = EventScanner::new(rules);
     for c in data.chunks(chunk.max(1)) {
-        let r = s.feed(c);
+        s.feed(c)
+            .map_err(|r| (r.status.code, r.event_number, r.accepted_bytes))?;
+        // Between chunks (a refusal ends the body, so only after an Ok).
         assert!(s.buffered() as u64 <= cap, "held {} over a cap of {cap}", s.buffered());
-        r.map_err(|r| (r.status.code, r.event_number, r.accepted_bytes))?;
     }
     s.finish()
         .map_err(|r| (r.status.code, r.event_number, r.accepted_bytes))
