@@ -74,7 +74,7 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// `[server]`: the HEC listener and the metrics/admin listener.
+/// `[server]`: the HEC listener and the metrics listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -90,7 +90,7 @@ pub struct ServerConfig {
     /// Serve TLS (default). `false` serves plain HTTP, with a warning.
     #[serde(default = "yes")]
     pub tls: bool,
-    /// Address of the Prometheus `/metrics` and admin API listener.
+    /// Address of the Prometheus `/metrics` listener (read-only; the admin API is a Unix socket in the data dir).
     #[serde(default = "default_metrics_listen")]
     pub metrics_listen: SocketAddr,
     /// Cap on a request body as received (compressed): above it, 413.

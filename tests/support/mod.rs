@@ -101,7 +101,7 @@ pub struct TestServer {
     pub running: Option<Running>,
     /// `https://127.0.0.1:PORT`.
     pub base: String,
-    /// `http://127.0.0.1:PORT` of the metrics/admin listener.
+    /// `http://127.0.0.1:PORT` of the metrics listener.
     pub metrics_base: String,
     /// The generated CA to trust.
     pub ca: PathBuf,
