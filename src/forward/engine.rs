@@ -437,10 +437,12 @@ impl Engine {
         let indexed = self.ctx.queue.events_of(record).unwrap_or(0);
         self.ledger.track(record, indexed);
         let total = self.ledger.events_of(record);
-        let read = if self.next.0 == record {
-            self.next.1
-        } else {
-            0
+        // Events the cursor has passed were batched: every one of a record
+        // behind it, none of one ahead of it.
+        let read = match self.next.0.cmp(&record) {
+            std::cmp::Ordering::Greater => total.unwrap_or(0),
+            std::cmp::Ordering::Equal => self.next.1,
+            std::cmp::Ordering::Less => 0,
         };
         let meta = self
             .ctx

@@ -42,27 +42,16 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether reading again later may succeed (the store is being reopened,
-    /// or an I/O error that is not about this record's bytes).
+    /// Whether reading again will succeed once the store is back (it is
+    /// being reopened). Any other error is about this record: retried a few
+    /// times, then the record is given up.
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Queue(QueueError::Reopening { .. }) => true,
-            SourceError::Queue(QueueError::Store { source, .. }) => {
-                matches!(source, sled::Error::Io(_))
-            }
             SourceError::Body { source, .. } => source
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<QueueError>())
-                .is_some_and(|q| {
-                    matches!(q, QueueError::Reopening { .. })
-                        || matches!(
-                            q,
-                            QueueError::Store {
-                                source: sled::Error::Io(_),
-                                ..
-                            }
-                        )
-                }),
+                .is_some_and(|q| matches!(q, QueueError::Reopening { .. })),
             _ => false,
         }
     }
@@ -163,6 +152,11 @@ impl<'q> EventStream<'q> {
 
     /// The next event, without consuming it (None at the end).
     pub fn peek(&mut self) -> Result<Option<Item<'_>>, SourceError> {
+        // Ingest counted `events`; a body cut after the last good object
+        // (a partly refused `/event` batch) ends there, open array and all.
+        if self.ready.is_none() && self.position >= self.meta.events {
+            return Ok(None);
+        }
         if self.ready.is_none() {
             self.ready = match self.meta.endpoint {
                 DataEndpoint::Raw => self.next_line()?,
@@ -244,20 +238,34 @@ impl<'q> EventStream<'q> {
                 let nl = scanned + i;
                 let line = &pending[..nl];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if has_content(line) {
-                    return Ok(Some(Ready::Event {
-                        start: self.start,
-                        end: self.start + line.len(),
-                        consumed: nl + 1,
-                    }));
+                if !has_content(line) {
+                    self.start += nl + 1;
+                    scanned = 0;
+                    continue;
                 }
-                self.start += nl + 1;
-                scanned = 0;
-                continue;
+                if line.len() > self.max_event {
+                    // Longer than the cap though whole in the buffer.
+                    self.head.clear();
+                    self.head.extend_from_slice(&line[..self.max_event]);
+                    self.start += nl + 1;
+                    return Ok(Some(Ready::Oversize));
+                }
+                return Ok(Some(Ready::Event {
+                    start: self.start,
+                    end: self.start + line.len(),
+                    consumed: nl + 1,
+                }));
             }
             scanned = pending.len();
             if pending.len() > self.max_event {
-                return self.oversize_line();
+                match self.oversize_line()? {
+                    Some(ready) => return Ok(Some(ready)),
+                    // Blanks only: no event; go on with the next line.
+                    None => {
+                        scanned = 0;
+                        continue;
+                    }
+                }
             }
             if !self.fill()? {
                 let rest = &self.buf[self.start..];
@@ -266,6 +274,12 @@ impl<'q> EventStream<'q> {
                     return Ok(None);
                 }
                 let line = rest.strip_suffix(b"\r").unwrap_or(rest);
+                if line.len() > self.max_event {
+                    self.head.clear();
+                    self.head.extend_from_slice(&line[..self.max_event]);
+                    self.start = self.buf.len();
+                    return Ok(Some(Ready::Oversize));
+                }
                 return Ok(Some(Ready::Event {
                     start: self.start,
                     end: self.start + line.len(),
@@ -275,9 +289,9 @@ impl<'q> EventStream<'q> {
         }
     }
 
-    /// The line at `start` is longer than the cap: keep its head, read past
-    /// its end without holding it. A line of blanks only was no event at
-    /// ingest either, so it is skipped.
+    /// The line at `start` is longer than the cap and not yet whole: keep
+    /// its head, read past its end without holding it. A line of blanks only
+    /// was no event at ingest either (None).
     fn oversize_line(&mut self) -> Result<Option<Ready>, SourceError> {
         let pending = &self.buf[self.start..];
         self.head.clear();
@@ -302,7 +316,7 @@ impl<'q> EventStream<'q> {
             Ok(Some(Ready::Oversize))
         } else {
             self.head.clear();
-            self.next_line()
+            Ok(None)
         }
     }
 
@@ -395,7 +409,7 @@ mod tests {
             host: None,
             index: None,
             received_ms: 0,
-            events: 0,
+            events: u64::MAX,
             encoding,
             decoded_bytes: decoded as u64,
         }
@@ -468,6 +482,41 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert_eq!(got[1], Err(big[11..111].to_string()));
         assert_eq!(got[2], Ok(r#"{"event":3}"#.into()));
+    }
+
+    #[test]
+    fn a_partly_refused_array_ends_after_its_accepted_events() {
+        // Ingest kept event 0 of `[{"event":1},{"x":2}]`: the stored prefix
+        // leaves the array open.
+        let body = br#"[{"event":1},{"x":2}]"#;
+        let mut m = meta(DataEndpoint::Event, BodyEncoding::Identity, 12);
+        m.events = 1;
+        let mut s = EventStream::new(0, m, &body[..], 1 << 20);
+        assert_eq!(s.peek().unwrap(), Some(Item::Event(br#"{"event":1}"#)));
+        s.advance();
+        assert_eq!(s.peek().unwrap(), None);
+    }
+
+    #[test]
+    fn many_long_blank_lines_do_not_recurse() {
+        let mut body = b"x\n".to_vec();
+        for _ in 0..20_000 {
+            body.extend(vec![b' '; 40]);
+            body.push(b'\n');
+        }
+        body.extend(b"y\n");
+        let got = collect(DataEndpoint::Raw, &body, 16);
+        assert_eq!(got, vec![Ok("x".into()), Ok("y".into())]);
+        // A long line whole in the buffer is cut like one that is not.
+        let got = collect(
+            DataEndpoint::Raw,
+            b"short\nthis line is longer than sixteen\n",
+            16,
+        );
+        assert_eq!(
+            got,
+            vec![Ok("short".into()), Err("this line is lon".into())]
+        );
     }
 
     #[test]

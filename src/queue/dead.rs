@@ -39,12 +39,12 @@ impl Queue {
             .store()?
             .db
             .generate_id()
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         let value = serde_json::to_vec(letter).unwrap_or_default();
         self.store()?
             .dead
             .insert(seq.to_be_bytes(), value)
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         Ok(seq)
     }
 
@@ -94,7 +94,7 @@ impl Queue {
             self.store()?
                 .dead
                 .remove(s.to_be_bytes())
-                .map_err(|e| self.store_err(e))?;
+                .map_err(|e| self.write_err(e))?;
             n += 1;
         }
         self.flush()?;
@@ -137,13 +137,13 @@ impl Queue {
                 self.store()?
                     .released
                     .insert(marker_key(pending.id, other), &[])
-                    .map_err(|e| self.store_err(e))?;
+                    .map_err(|e| self.write_err(e))?;
             }
             self.commit(pending).await?;
             self.store()?
                 .dead
                 .remove(s.to_be_bytes())
-                .map_err(|e| self.store_err(e))?;
+                .map_err(|e| self.write_err(e))?;
             n += 1;
         }
         self.flush()?;

@@ -191,6 +191,8 @@ pub struct Queue {
     full: AtomicBool,
     limits: QueueLimits,
     commit: GroupCommit,
+    /// One reopen at a time.
+    reopening: Mutex<()>,
 }
 
 fn now_ms() -> u64 {
@@ -245,6 +247,7 @@ impl Queue {
             totals: Mutex::new(opened.totals),
             limits,
             commit,
+            reopening: Mutex::new(()),
         })
     }
 
@@ -257,16 +260,22 @@ impl Queue {
         self.slot.get()
     }
 
-    /// A sled error; I/O errors make the store unwritable until reopened
-    /// (sled keeps failing after one).
+    /// A sled error from a read.
     fn store_err(&self, source: sled::Error) -> QueueError {
-        if matches!(source, sled::Error::Io(_)) {
-            self.slot.write_failed(&source);
-        }
         QueueError::Store {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// A sled error from a write or flush: an I/O error makes the store
+    /// unwritable until reopened (sled keeps failing after one). Read errors
+    /// do not: they are about the bytes read, which a reopen cannot mend.
+    fn write_err(&self, source: sled::Error) -> QueueError {
+        if matches!(source, sled::Error::Io(_)) {
+            self.slot.write_failed(&source);
+        }
+        self.store_err(source)
     }
 
     /// Whether appends can be written (false after a write error, until reopened).
@@ -340,15 +349,23 @@ impl Queue {
         {
             return Ok(false);
         }
-        let mut slot = self.slot.store.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = slot.take() {
+        let _one = self.reopening.lock().unwrap_or_else(|e| e.into_inner());
+        // Out of the slot under a brief write lock: readers meanwhile get
+        // `Reopening` (transient) instead of waiting on the lock.
+        let old = self
+            .slot
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(old) = old {
             // sled's file lock goes with the last handle of the old store.
             let deadline = Instant::now() + REOPEN_WAIT;
             while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if Arc::strong_count(&old) > 1 {
-                *slot = Some(old);
+                *self.slot.store.write().unwrap_or_else(|e| e.into_inner()) = Some(old);
                 return Ok(false);
             }
             drop(old);
@@ -361,16 +378,19 @@ impl Queue {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                // The slot stays empty; the healer tries again.
                 Err(e) => return Err(e),
             }
         };
-        *self.lock_totals() = opened.totals;
-        // Ids never go back: an output's cursor may be past unflushed ones.
-        self.next_id.fetch_max(opened.next_id, Ordering::SeqCst);
-        *slot = Some(Arc::new(opened.store));
-        self.slot.generation.fetch_add(1, Ordering::SeqCst);
-        self.slot.writable.store(true, Ordering::SeqCst);
-        drop(slot);
+        {
+            let mut slot = self.slot.store.write().unwrap_or_else(|e| e.into_inner());
+            *self.lock_totals() = opened.totals;
+            // Ids never go back: an output's cursor may be past unflushed ones.
+            self.next_id.fetch_max(opened.next_id, Ordering::SeqCst);
+            *slot = Some(Arc::new(opened.store));
+            self.slot.generation.fetch_add(1, Ordering::SeqCst);
+            self.slot.writable.store(true, Ordering::SeqCst);
+        }
         tracing::warn!(path = %self.path.display(), "queue store reopened after a write error; accepting again");
         self.appended_notify.notify_waiters();
         Ok(true)
@@ -422,7 +442,7 @@ impl Queue {
         store
             .records
             .apply_batch(batch)
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         let entry = IndexEntry {
             events: meta.events,
             bytes: stored,
@@ -432,7 +452,7 @@ impl Queue {
         store
             .index
             .insert(key(id), &entry.encode()[..])
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         {
             let mut t = self.lock_totals();
             t.records += 1;
@@ -463,7 +483,7 @@ impl Queue {
     /// Flushes everything to disk now.
     pub fn flush(&self) -> Result<(), QueueError> {
         let store = self.store()?;
-        store.db.flush().map(|_| ()).map_err(|e| self.store_err(e))
+        store.db.flush().map(|_| ()).map_err(|e| self.write_err(e))
     }
 
     fn corrupt(&self, source: CorruptRecord) -> QueueError {
@@ -591,7 +611,7 @@ impl Queue {
     /// a damaged page that cannot be rewritten (they stay as dead bytes).
     pub fn remove(&self, id: RecordId) -> Result<bool, QueueError> {
         let store = self.store()?;
-        let Some(v) = store.index.remove(key(id)).map_err(|e| self.store_err(e))? else {
+        let Some(v) = store.index.remove(key(id)).map_err(|e| self.write_err(e))? else {
             return Ok(false);
         };
         if let Ok(e) = IndexEntry::decode(&v) {
@@ -619,7 +639,7 @@ impl Queue {
         store
             .records
             .apply_batch(batch)
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         Ok(true)
     }
 

@@ -14,7 +14,7 @@ impl Queue {
         self.store()?
             .released
             .insert(marker_key(id, output), &[])
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         self.remove_if_released(id, outputs)
     }
 
@@ -50,7 +50,7 @@ impl Queue {
         self.store()?
             .released
             .apply_batch(batch)
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| self.write_err(e))?;
         Ok(true)
     }
 
@@ -80,7 +80,7 @@ impl Queue {
                     self.store()?
                         .released
                         .remove(k)
-                        .map_err(|e| self.store_err(e))?;
+                        .map_err(|e| self.write_err(e))?;
                 }
             } else if self.remove_if_released(id, outputs)? {
                 removed += 1;
