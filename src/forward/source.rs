@@ -172,17 +172,13 @@ mod tests {
     /// A `/raw` record's metadata for `body` (identity, no query metadata).
     fn raw_meta(body: &str, received_ms: u64) -> RecordMeta {
         RecordMeta {
-            endpoint: DataEndpoint::Raw,
-            token: "t".into(),
-            channel: None,
-            sourcetype: None,
-            source: None,
-            host: None,
-            index: None,
             received_ms,
-            events: crate::hec::raw::lines(body.as_bytes()).count() as u64,
-            encoding: BodyEncoding::Identity,
-            decoded_bytes: body.len() as u64,
+            ..RecordMeta::plain(
+                DataEndpoint::Raw,
+                BodyEncoding::Identity,
+                body.len() as u64,
+                crate::hec::raw::lines(body.as_bytes()).count() as u64,
+            )
         }
     }
 

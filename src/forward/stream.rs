@@ -400,19 +400,7 @@ mod tests {
     use std::io::Write;
 
     fn meta(endpoint: DataEndpoint, encoding: BodyEncoding, decoded: usize) -> RecordMeta {
-        RecordMeta {
-            endpoint,
-            token: "t".into(),
-            channel: None,
-            sourcetype: None,
-            source: None,
-            host: None,
-            index: None,
-            received_ms: 0,
-            events: u64::MAX,
-            encoding,
-            decoded_bytes: decoded as u64,
-        }
+        RecordMeta::plain(endpoint, encoding, decoded as u64, u64::MAX)
     }
 
     fn collect(endpoint: DataEndpoint, body: &[u8], cap: u64) -> Vec<Result<String, String>> {

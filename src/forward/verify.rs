@@ -94,18 +94,8 @@ mod tests {
             )
             .unwrap(),
         );
-        let meta = |encoding, len: usize, events| RecordMeta {
-            endpoint: DataEndpoint::Raw,
-            token: "t".into(),
-            channel: None,
-            sourcetype: None,
-            source: None,
-            host: None,
-            index: None,
-            received_ms: 0,
-            events,
-            encoding,
-            decoded_bytes: len as u64,
+        let meta = |encoding, len: usize, events| {
+            RecordMeta::plain(DataEndpoint::Raw, encoding, len as u64, events)
         };
         let p = q
             .append(&meta(BodyEncoding::Identity, 4, 2), b"a\nb\n")

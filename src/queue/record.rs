@@ -55,6 +55,32 @@ pub struct RecordMeta {
     pub decoded_bytes: u64,
 }
 
+#[cfg(test)]
+impl RecordMeta {
+    /// A record from token "t" without query metadata, received at time 0
+    /// (unit tests).
+    pub(crate) fn plain(
+        endpoint: DataEndpoint,
+        encoding: BodyEncoding,
+        decoded_bytes: u64,
+        events: u64,
+    ) -> RecordMeta {
+        RecordMeta {
+            endpoint,
+            token: "t".into(),
+            channel: None,
+            sourcetype: None,
+            source: None,
+            host: None,
+            index: None,
+            received_ms: 0,
+            events,
+            encoding,
+            decoded_bytes,
+        }
+    }
+}
+
 /// One queued request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

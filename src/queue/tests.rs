@@ -11,17 +11,8 @@ fn limits() -> QueueLimits {
 
 fn meta(events: u64) -> RecordMeta {
     RecordMeta {
-        endpoint: DataEndpoint::Raw,
-        token: "t".into(),
-        channel: None,
-        sourcetype: None,
-        source: None,
-        host: None,
-        index: None,
         received_ms: now_ms(),
-        events,
-        encoding: BodyEncoding::Identity,
-        decoded_bytes: 3,
+        ..RecordMeta::plain(DataEndpoint::Raw, BodyEncoding::Identity, 3, events)
     }
 }
 
