@@ -29,11 +29,6 @@ impl BodyReader {
         }
     }
 
-    /// The record.
-    pub fn id(&self) -> RecordId {
-        self.id
-    }
-
     /// Number of stored chunks.
     pub fn chunks(&self) -> u32 {
         self.chunks
