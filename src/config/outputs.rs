@@ -43,6 +43,8 @@ pub struct OutputConfig {
     /// `gzip` (default) or `none`.
     #[serde(default)]
     pub compression: Compression,
+    /// Threads building batches (read, decode, enrich, compress); default: the number of cores.
+    pub build_threads: Option<usize>,
     /// Splunk: events per request.
     pub max_events: Option<usize>,
     /// Splunk: uncompressed bytes per request.
@@ -167,6 +169,8 @@ pub struct SplunkOutput {
     pub retry_max: Duration,
     /// Dead-letter age, if any.
     pub dead_letter_after: Option<Duration>,
+    /// Batch builder threads.
+    pub build_threads: usize,
 }
 
 /// An NDJSON file output.
@@ -182,6 +186,13 @@ pub struct FileOutput {
     pub rotate_interval: Duration,
     /// File compression.
     pub compression: Compression,
+    /// Batch builder threads.
+    pub build_threads: usize,
+}
+
+/// `build_threads` default: one builder per core.
+pub fn default_build_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 const SPLUNK_ONLY: &[&str] = &[
@@ -263,6 +274,11 @@ impl OutputConfig {
                 format!("does not apply to type = \"{}\"", self.kind_name()),
             ));
         }
+        let build_threads = match self.build_threads {
+            Some(0) => return Err(invalid(k("build_threads"), "must be above 0")),
+            Some(n) => n,
+            None => default_build_threads(),
+        };
         match self.kind {
             OutputKind::File => {
                 let rotate_bytes = self.rotate_bytes.unwrap_or(256 << 20);
@@ -282,9 +298,12 @@ impl OutputConfig {
                     rotate_bytes,
                     rotate_interval,
                     compression: self.compression,
+                    build_threads,
                 }))
             }
-            OutputKind::Splunk => self.resolve_splunk(&k).map(|s| Output::Splunk(Box::new(s))),
+            OutputKind::Splunk => self
+                .resolve_splunk(&k, build_threads)
+                .map(|s| Output::Splunk(Box::new(s))),
         }
     }
 
@@ -295,7 +314,11 @@ impl OutputConfig {
         }
     }
 
-    fn resolve_splunk(&self, k: &dyn Fn(&str) -> String) -> Result<SplunkOutput, ConfigError> {
+    fn resolve_splunk(
+        &self,
+        k: &dyn Fn(&str) -> String,
+        build_threads: usize,
+    ) -> Result<SplunkOutput, ConfigError> {
         if self.urls.is_empty() {
             return Err(invalid(k("urls"), "at least one indexer URL is required"));
         }
@@ -392,6 +415,7 @@ impl OutputConfig {
             retry_initial,
             retry_max,
             dead_letter_after: self.dead_letter_after,
+            build_threads,
         })
     }
 }
@@ -409,6 +433,7 @@ pub fn resolve_outputs(
             rotate_bytes: 256 << 20,
             rotate_interval: Duration::from_secs(3600),
             compression: Compression::Gzip,
+            build_threads: default_build_threads(),
         })]);
     }
     let mut names = HashSet::new();

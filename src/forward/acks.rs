@@ -136,6 +136,11 @@ impl DeliveryLedger {
         }
     }
 
+    /// Events of a tracked record not yet counted.
+    pub fn remaining(&self, record: RecordId) -> Option<u64> {
+        self.records.get(&record).map(|(total, done)| total - done)
+    }
+
     /// Events of a tracked record.
     pub fn events_of(&self, record: RecordId) -> Option<u64> {
         self.records.get(&record).map(|(total, _)| *total)

@@ -6,6 +6,16 @@ use super::{
     id_of, marker_key, now_ms, BodyEncoding, DataEndpoint, Queue, QueueError, RecordId, RecordMeta,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Dead letters per output, so metrics read a number instead of scanning
+/// every letter. Counted once per store generation (a reopened store may
+/// have lost unflushed letters), then kept as letters come and go.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    generation: Option<u64>,
+    per_output: HashMap<String, u64>,
+}
 
 /// An event that can never be delivered, kept with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +55,7 @@ impl Queue {
             .dead
             .insert(seq.to_be_bytes(), value)
             .map_err(|e| self.write_err(e))?;
+        self.count_dead(&letter.output, 1, 0);
         Ok(seq)
     }
 
@@ -90,11 +101,12 @@ impl Queue {
     /// Deletes dead letters: one (`seq`), an output's, or all; returns how many.
     pub fn purge_dead(&self, seq: Option<u64>, output: Option<&str>) -> Result<u64, QueueError> {
         let mut n = 0;
-        for (s, _) in self.dead_selected(seq, output)? {
+        for (s, d) in self.dead_selected(seq, output)? {
             self.store()?
                 .dead
                 .remove(s.to_be_bytes())
                 .map_err(|e| self.write_err(e))?;
+            self.count_dead(&d.output, 0, 1);
             n += 1;
         }
         self.flush()?;
@@ -144,16 +156,50 @@ impl Queue {
                 .dead
                 .remove(s.to_be_bytes())
                 .map_err(|e| self.write_err(e))?;
+            self.count_dead(&d.output, 0, 1);
             n += 1;
         }
         self.flush()?;
         Ok(n)
     }
 
-    /// Number of dead letters of an output.
+    /// The counts for the current store, counting its letters on first use.
+    /// Also says whether they were just counted (and so already hold the
+    /// change being reported).
+    fn dead_counts(&self) -> (std::sync::MutexGuard<'_, Counts>, bool) {
+        let generation = self.generation();
+        let mut c = self.dead_counts.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = c.generation != Some(generation);
+        if fresh {
+            let mut per_output = HashMap::new();
+            if let Ok(all) = self.dead_letters() {
+                for (_, d) in all {
+                    *per_output.entry(d.output).or_insert(0) += 1;
+                }
+            }
+            *c = Counts {
+                generation: Some(generation),
+                per_output,
+            };
+        }
+        (c, fresh)
+    }
+
+    fn count_dead(&self, output: &str, added: u64, removed: u64) {
+        let (mut c, fresh) = self.dead_counts();
+        if fresh {
+            return;
+        }
+        let n = c.per_output.entry(output.to_string()).or_insert(0);
+        *n = (*n + added).saturating_sub(removed);
+    }
+
+    /// Number of dead letters of an output (a running count).
     pub fn dead_letter_count(&self, output: &str) -> usize {
-        self.dead_letters()
-            .map(|v| v.iter().filter(|(_, d)| d.output == output).count())
-            .unwrap_or(0)
+        self.dead_counts()
+            .0
+            .per_output
+            .get(output)
+            .map_or(0, |n| *n as usize)
     }
 }

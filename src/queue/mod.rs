@@ -155,6 +155,8 @@ pub struct Queue {
     commit: GroupCommit,
     /// One reopen at a time.
     reopening: Mutex<()>,
+    /// Dead letters per output, counted once per store and kept since.
+    dead_counts: Mutex<dead::Counts>,
 }
 
 fn now_ms() -> u64 {
@@ -207,6 +209,7 @@ impl Queue {
             limits,
             commit,
             reopening: Mutex::new(()),
+            dead_counts: Mutex::new(dead::Counts::default()),
         })
     }
 

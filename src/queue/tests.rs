@@ -166,6 +166,47 @@ async fn dead_letters_list_replay_and_purge() {
         "the unreadable one stays until purged"
     );
     assert_eq!(q.purge_dead(None, None).unwrap(), 1);
+    assert_eq!(
+        (
+            q.dead_letter_count("splunk"),
+            q.dead_letter_count("archive")
+        ),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn dead_letter_counts_run_without_scanning_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let letter = |output: &str| DeadLetter {
+        output: output.into(),
+        record: 1,
+        event_number: 0,
+        reason: "400".into(),
+        time_ms: 1,
+        event: r#"{"event":"x"}"#.into(),
+    };
+    {
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        // The first letter is counted by the first scan, not twice.
+        q.dead_letter(&letter("a")).unwrap();
+        assert_eq!(q.dead_letter_count("a"), 1);
+        for _ in 0..4 {
+            q.dead_letter(&letter("a")).unwrap();
+        }
+        q.dead_letter(&letter("b")).unwrap();
+        assert_eq!((q.dead_letter_count("a"), q.dead_letter_count("b")), (5, 1));
+        let first = q.dead_letters().unwrap()[0].0;
+        assert_eq!(q.purge_dead(Some(first), None).unwrap(), 1);
+        assert_eq!(
+            q.replay_dead(None, Some("b"), &["a", "b"]).await.unwrap(),
+            1
+        );
+        assert_eq!((q.dead_letter_count("a"), q.dead_letter_count("b")), (4, 0));
+        q.flush().unwrap();
+    }
+    let q = Queue::open(dir.path(), limits()).unwrap();
+    assert_eq!((q.dead_letter_count("a"), q.dead_letter_count("b")), (4, 0));
 }
 
 #[tokio::test]

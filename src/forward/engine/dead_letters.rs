@@ -1,63 +1,97 @@
 //! What an output does with events it cannot deliver: dead letters (for an
-//! event Splunk refuses, one that cannot be read, an oversize line) and
-//! records given up as corrupt.
+//! event the destination refuses, one that cannot be read, an oversize
+//! line) and records given up as corrupt.
 
-use super::super::acks::BatchId;
-use super::super::source::{write_segment, Route, Segment, Unsendable};
-use super::super::stream::{EventStream, SourceError};
-use super::{now_ms, Engine};
+use super::{now_ms, Engine, Event};
+use crate::forward::build::job::segment_text;
+use crate::forward::source::{Segment, Unsendable};
+use crate::forward::stream::SourceError;
+use crate::forward::transport::Transport;
 use crate::queue::{DeadLetter, RecordId};
+use std::sync::Arc;
 use std::time::Instant;
 
-impl Engine {
-    /// A record could not be read. Transient errors are retried; a record
-    /// that keeps failing is given up as corrupt so the rest flows.
-    pub(super) fn read_failed(&mut self, record: RecordId, e: SourceError) {
-        if e.is_transient() {
-            tracing::warn!(output = %self.s.name, record, error = %e, "reading the queue failed; retrying");
+impl<T: Transport> Engine<T> {
+    /// A record could not be read. `retry_from`: the event a build job
+    /// stopped at (it is planned again from there); a resend's rebuild
+    /// passes `None` (the batch itself waits to be rebuilt). Transient
+    /// errors are retried; a record that keeps failing is given up as
+    /// corrupt so the rest flows.
+    pub(super) fn read_failed(
+        &mut self,
+        record: RecordId,
+        retry_from: Option<u64>,
+        e: SourceError,
+    ) {
+        let now = Instant::now();
+        if self.corrupt.contains(&record) {
+            // Given up already: what a resend still held of it cannot be
+            // read either; it counts as dead-lettered with the record.
+            self.strip_waiting(record);
             return;
         }
+        let retry = |engine: &mut Engine<T>| {
+            if let Some(from) = retry_from {
+                engine
+                    .planner
+                    .retry(record, from, now + engine.s.retry_initial);
+            }
+        };
+        if e.is_transient() {
+            tracing::warn!(output = %self.s.name, record, error = %e, "reading the queue failed; retrying");
+            return retry(self);
+        }
         tracing::error!(output = %self.s.name, record, error = %e, "a queued record cannot be read");
-        if self.read_failures.failed(record, Instant::now()) {
+        if self.read_failures.failed(record, now) {
             self.give_up_corrupt(record, &e);
+        } else {
+            retry(self);
         }
     }
 
-    /// Gives up a record that cannot be read: one dead letter with reason
-    /// `corrupt` (its id, metadata and what could be read), and every event
-    /// of it not yet delivered counts as handled, so the record leaves and
-    /// forwarding moves on.
-    pub(super) fn give_up_corrupt(&mut self, record: RecordId, e: &SourceError) {
-        self.ctx.metrics.queue_corrupt_records.inc();
-        // Batches already sent keep their events; batches waiting to be
-        // rebuilt drop this record's.
-        let mut dropped = 0u64;
-        let waiting: Vec<BatchId> = self.resend.iter().copied().collect();
+    /// Removes `record`'s events from batches waiting to be rebuilt and
+    /// counts them as dead-lettered; returns how many.
+    fn strip_waiting(&mut self, record: RecordId) -> u64 {
+        let mut dropped = 0;
+        let waiting: Vec<_> = self.resend.iter().copied().collect();
         for b in waiting {
-            let Some(st) = self.batches.get_mut(&b) else {
+            let Some(st) = self.batches.get_mut(b) else {
                 continue;
             };
-            let before = st.events;
-            st.segments.retain(|s| s.record != record);
-            st.events = st.segments.iter().map(|s| s.count).sum();
-            dropped += before - st.events;
+            dropped += st.strip(record);
             if st.segments.is_empty() {
-                self.batches.remove(&b);
+                self.batches.remove(b);
                 self.resend.retain(|x| *x != b);
             }
         }
+        if dropped > 0 {
+            self.m.dead_lettered.inc_by(dropped);
+            self.count_delivered(record, dropped);
+        }
+        dropped
+    }
+
+    /// Gives up a record that cannot be read: one dead letter with reason
+    /// `corrupt` (its id, receive time, events read and the error); every
+    /// event of it not on its way to the destination counts as handled, so
+    /// the record leaves and forwarding moves on.
+    pub(super) fn give_up_corrupt(&mut self, record: RecordId, e: &SourceError) {
+        self.m.corrupt_records.inc();
+        self.corrupt.insert(record);
+        self.planner.forget(record);
+        // Batches sent keep their events; batches waiting to be rebuilt drop
+        // this record's (counted with the letter below).
+        let dropped = self.strip_waiting(record);
         // A record whose header cannot be read was never tracked: its index
         // entry says how many events it holds.
         let indexed = self.ctx.queue.events_of(record).unwrap_or(0);
         self.ledger.track(record, indexed);
-        let total = self.ledger.events_of(record);
-        // Events the cursor has passed were batched: every one of a record
-        // behind it, none of one ahead of it.
-        let read = match self.next.0.cmp(&record) {
-            std::cmp::Ordering::Greater => total.unwrap_or(0),
-            std::cmp::Ordering::Equal => self.next.1,
-            std::cmp::Ordering::Less => 0,
-        };
+        let left = self.ledger.remaining(record).unwrap_or(0);
+        // Events in batches still out will be counted when they are answered.
+        let out = self.batches.events_of(record);
+        let covers = left.saturating_sub(out);
+        let total = self.ledger.events_of(record).unwrap_or(indexed);
+        let read = total.saturating_sub(covers + dropped);
         let meta = self
             .ctx
             .queue
@@ -69,51 +103,50 @@ impl Engine {
             "events_read": read,
             "error": e.to_string(),
         });
-        // Events from `read` on were never batched; those in dropped batches
-        // were batched but will not be sent.
-        let untouched = total.map_or(0, |t| t.saturating_sub(read));
         self.dead_letter(
             record,
             read,
             format!("corrupt: {e}"),
             letter.to_string(),
-            untouched + dropped,
+            covers,
         );
-        if self.next.0 == record {
-            self.next = (record + 1, 0);
-            self.current = None;
-        }
         tracing::error!(output = %self.s.name, record, events_read = read, "record given up as corrupt and dead-lettered; forwarding moves on");
     }
 
-    pub(super) fn dead_letter_segment(&mut self, seg: Segment, reason: &str) {
-        let mut text = Vec::new();
-        if let Ok(Some(mut stream)) =
-            EventStream::open(&self.ctx.queue, seg.record, self.ctx.max_event_bytes)
-        {
-            let token = stream.meta().token.clone();
-            let resolver = self.resolver_for(&token);
-            let enricher = self.ctx.enricher.current();
-            // What could be read of it is kept; the rest stays empty.
-            let _ = write_segment(
-                &mut stream,
-                &resolver,
-                enricher.as_deref(),
-                seg,
-                Route::Event,
-                &mut text,
-            );
-        }
-        let text = String::from_utf8_lossy(&text).into_owned();
-        for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {
-            self.dead_letter(
-                seg.record,
-                seg.first + k,
-                reason.to_string(),
-                line.to_string(),
-                1,
-            );
-        }
+    /// Dead-letters the events of `seg`, with what can be read of them, on a
+    /// blocking thread (reading them back decodes the record).
+    pub(super) fn dead_letter_segment(&mut self, seg: Segment, reason: String) {
+        self.lettering += 1;
+        let shared = Arc::clone(self.builders.shared());
+        let (tx, output) = (self.tx.clone(), self.s.name.clone());
+        tokio::task::spawn_blocking(move || {
+            let text = segment_text(&shared, seg);
+            let text = String::from_utf8_lossy(&text);
+            let mut covers = 0;
+            for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {
+                let letter = DeadLetter {
+                    output: output.clone(),
+                    record: seg.record,
+                    event_number: seg.first + k,
+                    reason: reason.clone(),
+                    time_ms: now_ms(),
+                    event: line.to_string(),
+                };
+                match shared.queue.dead_letter(&letter) {
+                    Ok(_) => {
+                        tracing::warn!(output = %output, record = seg.record, event = letter.event_number, reason = %letter.reason, "event dead-lettered");
+                        covers += 1;
+                    }
+                    Err(e) => {
+                        tracing::error!(output = %output, error = %e, "cannot store a dead letter; the record stays queued")
+                    }
+                }
+            }
+            let _ = tx.send(Event::Lettered {
+                record: seg.record,
+                covers,
+            });
+        });
     }
 
     /// An event that cannot be sent as it is becomes a dead letter at once.
@@ -160,11 +193,7 @@ impl Engine {
         match self.ctx.queue.dead_letter(&letter) {
             Ok(_) => {
                 tracing::warn!(output = %self.s.name, record, event = number, reason = %letter.reason, "event dead-lettered");
-                self.ctx
-                    .metrics
-                    .output_events
-                    .with_label_values(&[&self.s.name, "dead_lettered"])
-                    .inc_by(covers);
+                self.m.dead_lettered.inc_by(covers);
                 self.count_delivered(record, covers);
             }
             Err(e) => {

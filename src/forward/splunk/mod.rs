@@ -1,13 +1,15 @@
-//! The HEC client of a `splunk` output: one HTTP client per indexer (its own
+//! The `splunk` output's transport: one HTTP client per indexer (its own
 //! cookie jar, so sticky load balancers see the same cookie on `/event` and
 //! `/ack`), a persisted channel GUID per indexer, and Splunk's answers
-//! classified for the forwarding loop.
+//! classified (`classify.rs`) for the engine.
+
+pub mod classify;
 
 use super::source::Route;
+use super::transport::{Answer, Request, SendOutcome, Transport, TransportError};
 use crate::config::outputs::SplunkOutput;
 use crate::hec::ack::AckReply;
 use crate::hec::Channel;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,55 +37,6 @@ pub enum SplunkSetupError {
     },
 }
 
-/// What an indexer made of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// Accepted; no indexer ack to wait for (`use_ack = false`).
-    Delivered,
-    /// Accepted; delivered once this ack id turns true.
-    AckPending(u64),
-    /// Accepted without an ackId although acks are on (Splunk Cloud tokens).
-    AckUnavailable,
-    /// 400 naming the first bad event: events before it were indexed.
-    InvalidEvent {
-        /// `invalid-event-number`.
-        number: u64,
-        /// Splunk's answer, for the dead letter.
-        reason: String,
-    },
-    /// Refused for its content or size (400, 413): split, or dead-letter a single event.
-    Rejected {
-        /// HTTP status.
-        status: u16,
-        /// Splunk's answer.
-        reason: String,
-    },
-    /// 401/403: the token is refused; pause, keep everything.
-    Unauthorized {
-        /// HTTP status.
-        status: u16,
-    },
-    /// Transient (429, 503, 5xx, timeout, reset): try again later.
-    Retry {
-        /// `Retry-After`, when given.
-        after: Option<Duration>,
-        /// For logs and metrics (`503`, `error`).
-        code: String,
-    },
-}
-
-#[derive(Deserialize)]
-struct HecAnswer {
-    #[serde(default)]
-    code: Option<i64>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(rename = "ackId", default)]
-    ack_id: Option<u64>,
-    #[serde(rename = "invalid-event-number", default)]
-    invalid_event_number: Option<u64>,
-}
-
 /// One indexer.
 pub struct Indexer {
     /// Base URL (also the metrics label).
@@ -99,6 +52,8 @@ pub struct SplunkClient {
     pub name: String,
     /// Indexers in config order.
     pub indexers: Vec<Indexer>,
+    /// Their URLs (the metrics label).
+    urls: Vec<String>,
     auth: String,
     use_ack: bool,
     gzip: bool,
@@ -188,6 +143,7 @@ impl SplunkClient {
         }
         Ok(SplunkClient {
             name: cfg.name.clone(),
+            urls: indexers.iter().map(|i| i.url.clone()).collect(),
             indexers,
             auth: format!("Splunk {}", cfg.token.expose()),
             use_ack: cfg.use_ack,
@@ -203,85 +159,41 @@ impl SplunkClient {
             .header("X-Splunk-Request-Channel", ix.channel.to_string())
     }
 
-    /// Sends one batch body: HEC JSON to `/event`, or lines to `/raw` with
-    /// their metadata as query parameters.
-    pub async fn send(
-        &self,
-        indexer: usize,
-        body: bytes::Bytes,
-        route: Route,
-        query: Option<&str>,
-    ) -> (SendOutcome, String) {
-        let path = match (route, query) {
+    async fn send_batch(&self, indexer: usize, request: Request) -> Answer {
+        let path = match (request.route, request.query.as_deref()) {
             (Route::Event, _) => "/services/collector/event".to_string(),
             (Route::Raw, Some(q)) if !q.is_empty() => format!("/services/collector/raw?{q}"),
             (Route::Raw, _) => "/services/collector/raw".to_string(),
         };
-        let mut req = self.post(indexer, &path).body(body);
+        let mut req = self.post(indexer, &path).body(request.body);
         if self.gzip {
             req = req.header("Content-Encoding", "gzip");
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(output = %self.name, error = %e, "send failed");
-                return (
-                    SendOutcome::Retry {
-                        after: None,
-                        code: "error".into(),
-                    },
-                    "error".into(),
-                );
+        let no_answer = |e: reqwest::Error| {
+            tracing::debug!(output = %self.name, indexer = %self.indexers[indexer].url, error = %e, "send failed");
+            Answer {
+                outcome: SendOutcome::Retry { after: None },
+                code: "error".into(),
             }
         };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = resp.text().await.unwrap_or_default();
-        let answer: Option<HecAnswer> = serde_json::from_str(&text).ok();
-        let code = status.to_string();
-        let outcome = match status {
-            200 => match (self.use_ack, answer.and_then(|a| a.ack_id)) {
-                (false, _) => SendOutcome::Delivered,
-                (true, Some(id)) => SendOutcome::AckPending(id),
-                (true, None) => SendOutcome::AckUnavailable,
-            },
-            400 => match answer.as_ref().and_then(|a| a.invalid_event_number) {
-                Some(number) => SendOutcome::InvalidEvent {
-                    number,
-                    reason: text.clone(),
-                },
-                None => SendOutcome::Rejected {
-                    status,
-                    reason: text.clone(),
-                },
-            },
-            413 => SendOutcome::Rejected {
-                status,
-                reason: text.clone(),
-            },
-            401 | 403 => SendOutcome::Unauthorized { status },
-            _ => SendOutcome::Retry {
-                after: retry_after,
-                code: code.clone(),
-            },
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return no_answer(e),
         };
-        if let Some(a) = serde_json::from_str::<HecAnswer>(&text)
-            .ok()
-            .filter(|_| status != 200)
-        {
-            tracing::debug!(output = %self.name, status, code = ?a.code, text = ?a.text, "indexer refused a batch");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return no_answer(e),
+        };
+        let answer = classify::classify(status, &headers, &body, self.use_ack);
+        if status != 200 {
+            tracing::debug!(output = %self.name, status, answer = %String::from_utf8_lossy(&body), "indexer refused a batch");
         }
-        (outcome, code)
+        answer
     }
 
-    /// Polls `/services/collector/ack`; an unparseable answer is an error
-    /// (never counted as delivered).
-    pub async fn poll_acks(&self, indexer: usize, ids: &[u64]) -> Result<AckReply, String> {
+    async fn poll(&self, indexer: usize, ids: Vec<u64>) -> Result<AckReply, TransportError> {
         let body = serde_json::json!({ "acks": ids }).to_string();
         let resp = self
             .post(indexer, "/services/collector/ack")
@@ -289,22 +201,60 @@ impl SplunkClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(TransportError::Http)?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let body = resp.bytes().await.map_err(TransportError::Http)?;
         if status != 200 {
-            return Err(format!("ack poll answered {status}: {text}"));
+            return Err(TransportError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
         }
-        serde_json::from_str::<AckReply>(&text).map_err(|e| format!("unparseable ack reply: {e}"))
+        serde_json::from_slice::<AckReply>(&body).map_err(TransportError::Parse)
     }
 
-    /// `GET /services/collector/health`: true on 200.
-    pub async fn healthy(&self, indexer: usize) -> bool {
+    async fn health(&self, indexer: usize) -> bool {
         let ix = &self.indexers[indexer];
         ix.client
             .get(format!("{}/services/collector/health", ix.url))
             .send()
             .await
             .is_ok_and(|r| r.status().as_u16() == 200)
+    }
+}
+
+impl Transport for SplunkClient {
+    fn destinations(&self) -> &[String] {
+        &self.urls
+    }
+
+    fn allows_raw(&self) -> bool {
+        true
+    }
+
+    fn send(
+        &self,
+        dest: usize,
+        request: Request,
+    ) -> impl std::future::Future<Output = Answer> + Send {
+        self.send_batch(dest, request)
+    }
+
+    /// An unparseable answer is an error, never counted as delivered.
+    fn poll_acks(
+        &self,
+        dest: usize,
+        ids: Vec<u64>,
+    ) -> impl std::future::Future<Output = Result<AckReply, TransportError>> + Send {
+        self.poll(dest, ids)
+    }
+
+    /// `GET /services/collector/health`: true on 200.
+    fn healthy(&self, dest: usize) -> impl std::future::Future<Output = bool> + Send {
+        self.health(dest)
+    }
+
+    fn close(&self) -> Result<(), TransportError> {
+        Ok(())
     }
 }

@@ -1,0 +1,324 @@
+//! Building request bodies from queued records, on a builder thread: read a
+//! record as a stream, resolve and render each event (enriching samples),
+//! and pack them into batches under the output's caps. Also rebuilds a
+//! batch from its segments for a resend, and renders segments for dead
+//! letters. No async here: this is the CPU-heavy side of an output.
+
+use super::super::batch::{BatchBuilder, BatchLimits};
+use super::super::source::{raw_query, render, write_segment, Route, Segment, Unsendable};
+use super::super::stream::{EventStream, Item, SourceError};
+use super::super::transport::Request;
+use super::BuildShared;
+use crate::queue::RecordId;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A built batch: the events it carries (as positions in the queue) and its body.
+#[derive(Debug)]
+pub struct Batch {
+    /// The endpoint.
+    pub route: Route,
+    /// The runs of events it carries, in order.
+    pub segments: Vec<Segment>,
+    /// Events in it.
+    pub events: u64,
+    /// The body and its query.
+    pub request: Request,
+}
+
+/// What a builder reports, in queue order.
+#[derive(Debug)]
+pub enum Built {
+    /// A batch ready to send.
+    Batch(Batch),
+    /// An event that cannot be sent as it is (dead-letter it).
+    Unsendable(RecordId, Unsendable),
+    /// Reading `record` failed; its events from `read` on were not batched.
+    /// Every batch with its earlier events was reported before this.
+    Failed {
+        /// The record.
+        record: RecordId,
+        /// Events of it batched before the failure (counted from 0).
+        read: u64,
+        /// Why.
+        error: SourceError,
+    },
+}
+
+/// The batch being filled.
+struct Open {
+    builder: BatchBuilder,
+    segments: Vec<Segment>,
+    route: Option<Route>,
+    query: Option<String>,
+}
+
+impl Open {
+    fn new(limits: BatchLimits) -> Open {
+        Open {
+            builder: BatchBuilder::new(limits),
+            segments: Vec::new(),
+            route: None,
+            query: None,
+        }
+    }
+
+    fn push(&mut self, record: RecordId, position: u64, bytes: &[u8]) {
+        self.builder.push(bytes);
+        match self.segments.last_mut() {
+            Some(s) if s.record == record && s.first + s.count == position => s.count += 1,
+            _ => self.segments.push(Segment {
+                record,
+                first: position,
+                count: 1,
+            }),
+        }
+    }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Finishes a body and counts its bytes.
+fn finish(shared: &BuildShared, builder: BatchBuilder) -> bytes::Bytes {
+    let body = builder.finish();
+    shared
+        .metrics
+        .bytes_uncompressed
+        .inc_by(body.uncompressed_bytes);
+    shared
+        .metrics
+        .bytes_compressed
+        .inc_by(body.body.len() as u64);
+    body.body.into()
+}
+
+/// Emits the open batch, if it holds events; false when the receiver is gone.
+fn emit_open(shared: &BuildShared, open: &mut Open, emit: &mut impl FnMut(Built) -> bool) -> bool {
+    if open.segments.is_empty() {
+        return true;
+    }
+    let full = std::mem::replace(open, Open::new(shared.limits));
+    let events = full.segments.iter().map(|s| s.count).sum();
+    let route = full.route.unwrap_or(Route::Event);
+    emit(Built::Batch(Batch {
+        route,
+        segments: full.segments,
+        events,
+        request: Request {
+            body: finish(shared, full.builder),
+            route,
+            query: full.query,
+        },
+    }))
+}
+
+/// Reports a read failure after the batch holding the record's earlier
+/// events, so the engine never counts those events as lost.
+fn fail(
+    shared: &BuildShared,
+    open: &mut Open,
+    emit: &mut impl FnMut(Built) -> bool,
+    record: RecordId,
+    read: u64,
+    error: SourceError,
+) -> bool {
+    emit_open(shared, open, emit)
+        && emit(Built::Failed {
+            record,
+            read,
+            error,
+        })
+}
+
+/// Builds the batches of a job: records in order, each from its first
+/// unsent event. Stops early when `emit` says the receiver is gone.
+pub fn build_job(
+    shared: &BuildShared,
+    job: &[(RecordId, u64)],
+    mut emit: impl FnMut(Built) -> bool,
+) {
+    let enricher = shared.enricher.current();
+    let enrich = enricher.as_deref();
+    let lag = shared.metrics.sample_lag.as_ref().map(|h| h.local());
+    let mut enriched = [0u64; 2];
+    let now = now_secs();
+    let mut open = Open::new(shared.limits);
+    let mut line = Vec::new();
+    'records: for &(id, first) in job {
+        let mut stream = match EventStream::open(&shared.queue, id, shared.max_event_bytes) {
+            Ok(Some(s)) => s,
+            // Gone: released by every output meanwhile.
+            Ok(None) => continue,
+            Err(error) => {
+                if !fail(shared, &mut open, &mut emit, id, first, error) {
+                    break;
+                }
+                continue;
+            }
+        };
+        if let Err(error) = stream.skip_to(first) {
+            if !fail(shared, &mut open, &mut emit, id, first, error) {
+                break;
+            }
+            continue;
+        }
+        let meta = stream.meta().clone();
+        let resolver = shared.resolver(&meta.token);
+        loop {
+            let position = stream.position();
+            let item = match stream.peek() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(error) => {
+                    if !fail(shared, &mut open, &mut emit, id, position, error) {
+                        break 'records;
+                    }
+                    break;
+                }
+            };
+            let bytes = match item {
+                Item::Event(bytes) => bytes,
+                Item::Oversize(head) => {
+                    let head = head.to_vec();
+                    stream.advance();
+                    if !emit(Built::Unsendable(
+                        id,
+                        Unsendable::Oversize {
+                            number: position,
+                            head,
+                        },
+                    )) {
+                        break 'records;
+                    }
+                    continue;
+                }
+            };
+            let event = match resolver.event(&meta, bytes, position) {
+                Ok(e) => e,
+                Err(bad) => {
+                    stream.advance();
+                    if !emit(Built::Unsendable(id, Unsendable::Bad(bad))) {
+                        break 'records;
+                    }
+                    continue;
+                }
+            };
+            line.clear();
+            let rendered = render(
+                &event,
+                enrich.map(|en| (en, meta.token.as_str())),
+                shared.allow_raw,
+                &mut line,
+            );
+            let route = rendered.route;
+            // One route per request; a /raw request carries one record's
+            // metadata in its query string.
+            let other_record =
+                route == Route::Raw && open.segments.last().is_some_and(|s| s.record != id);
+            let cut = open.route.is_some_and(|r| r != route)
+                || other_record
+                || !open.builder.fits(line.len());
+            if cut && !emit_open(shared, &mut open, &mut emit) {
+                break 'records;
+            }
+            if open.route.is_none() && route == Route::Raw {
+                open.query = Some(raw_query(&event));
+            }
+            open.route = Some(route);
+            open.push(id, position, &line);
+            if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
+                lag.observe((now - t).max(0.0));
+            }
+            enriched[usize::from(rendered.enriched)] += 1;
+            stream.advance();
+        }
+    }
+    emit_open(shared, &mut open, &mut emit);
+    if let (Some(e), Some(p)) = (&shared.metrics.enriched, &shared.metrics.passed) {
+        if enrich.is_some() {
+            p.inc_by(enriched[0]);
+            e.inc_by(enriched[1]);
+        }
+    }
+}
+
+/// The body of a batch rebuilt from the queue for a resend (`None` when
+/// none of its events is left to send). A record that cannot be read is
+/// returned with the error.
+pub fn rebuild(
+    shared: &BuildShared,
+    segments: &[Segment],
+    route: Route,
+) -> Result<Option<Request>, (RecordId, SourceError)> {
+    let mut query = None;
+    let mut builder = BatchBuilder::new(BatchLimits {
+        max_events: usize::MAX,
+        max_bytes: u64::MAX,
+        max_compressed_bytes: u64::MAX,
+        compression: shared.limits.compression,
+    });
+    let mut stream: Option<EventStream<'static>> = None;
+    let mut line = Vec::new();
+    let enricher = shared.enricher.current();
+    for seg in segments {
+        // Segments of one record come in order: one stream serves them.
+        if stream
+            .as_ref()
+            .is_none_or(|s| s.id() != seg.record || s.position() > seg.first)
+        {
+            stream = EventStream::open(&shared.queue, seg.record, shared.max_event_bytes)
+                .map_err(|e| (seg.record, e))?;
+        }
+        // A record already gone from the queue has nothing left to send.
+        let Some(source) = stream.as_mut() else {
+            continue;
+        };
+        let token = source.meta().token.clone();
+        let resolver = shared.resolver(&token);
+        line.clear();
+        let q = write_segment(
+            source,
+            &resolver,
+            enricher.as_deref(),
+            *seg,
+            route,
+            &mut line,
+        )
+        .map_err(|e| (seg.record, e))?;
+        query = query.or(q);
+        builder.push(&line);
+    }
+    if builder.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Request {
+        body: finish(shared, builder),
+        route,
+        query,
+    }))
+}
+
+/// The events of `seg` as HEC JSON lines, as far as they can be read (for
+/// dead letters: what could not be read stays empty).
+pub fn segment_text(shared: &BuildShared, seg: Segment) -> Vec<u8> {
+    let mut text = Vec::new();
+    if let Ok(Some(mut stream)) =
+        EventStream::open(&shared.queue, seg.record, shared.max_event_bytes)
+    {
+        let token = stream.meta().token.clone();
+        let resolver = shared.resolver(&token);
+        let enricher = shared.enricher.current();
+        let _ = write_segment(
+            &mut stream,
+            &resolver,
+            enricher.as_deref(),
+            seg,
+            Route::Event,
+            &mut text,
+        );
+    }
+    text
+}

@@ -1,0 +1,68 @@
+//! What the engine of every output shares, and the settings of one output
+//! in the engine's terms (each output type's config resolves into them).
+
+use super::batch::BatchLimits;
+use crate::enrich::EnricherSlot;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared by every output.
+#[derive(Clone)]
+pub struct ForwardContext {
+    /// The queue.
+    pub queue: Arc<Queue>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Names of all outputs: a record leaves when each released it.
+    pub outputs: Arc<Vec<String>>,
+    /// Token name → its metadata defaults.
+    pub tokens: Arc<HashMap<String, TokenMeta>>,
+    /// This node's hostname (default `host`).
+    pub hostname: Arc<str>,
+    /// Enrichment of network analytics samples (holding `None`: forward as received).
+    pub enricher: Arc<EnricherSlot>,
+    /// `server.max_event_bytes`: a longer `/raw` line becomes a dead letter
+    /// with reason `oversize` instead of being held whole.
+    pub max_event_bytes: u64,
+}
+
+/// A token's metadata defaults, owned.
+#[derive(Debug, Clone, Default)]
+pub struct TokenMeta {
+    /// `index`.
+    pub index: Option<String>,
+    /// `sourcetype`.
+    pub sourcetype: Option<String>,
+    /// `source`.
+    pub source: Option<String>,
+}
+
+/// How the engine drives one output.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The output's name (metrics, logs, release markers).
+    pub name: String,
+    /// Body caps and compression.
+    pub limits: BatchLimits,
+    /// `index`, `sourcetype`, `source`, `host` overrides.
+    pub overrides: [Option<String>; 4],
+    /// Requests in flight per destination.
+    pub concurrency: usize,
+    /// How long a partial batch may wait for more events.
+    pub linger: Duration,
+    /// How often to poll indexer acks.
+    pub ack_poll_interval: Duration,
+    /// Resend a batch whose ack is not true after this long.
+    pub ack_timeout: Duration,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Undelivered this long → dead letters.
+    pub dead_letter_after: Option<Duration>,
+    /// Batch builder threads.
+    pub build_threads: usize,
+}

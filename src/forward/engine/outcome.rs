@@ -1,0 +1,257 @@
+//! What the engine does with each answer: a delivered batch counts its
+//! events; an ack id waits for its poll; `invalid-event-number` delivers the
+//! events before it, dead-letters that one and resends the rest; a refused
+//! batch is bisected until the bad event stands alone; a refused token
+//! pauses the output; a transient failure opens the destination's circuit
+//! and resends; events older than `dead_letter_after` become dead letters
+//! instead of waiting longer.
+
+use super::batches::{count, split, BatchId, BatchState};
+use super::{now_ms, Engine, Event};
+use crate::forward::breaker::jitter;
+use crate::forward::source::Route;
+use crate::forward::source::Segment;
+use crate::forward::transport::{SendOutcome, Transport};
+use std::time::{Duration, Instant};
+
+/// How long a refused token pauses the output at most before it tries again.
+const AUTH_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+impl<T: Transport> Engine<T> {
+    pub(super) fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Health { dest, healthy } => {
+                if healthy {
+                    let label = &self.transport.destinations()[dest];
+                    tracing::info!(output = %self.s.name, indexer = %label, "indexer healthy again");
+                }
+                self.breaker.probed(dest, Instant::now(), healthy, jitter());
+            }
+            Event::Polled { dest, reply } => {
+                self.polling[dest] = false;
+                match reply {
+                    Ok(reply) => {
+                        for (batch, sent) in self.tracker.acked(dest, &reply) {
+                            self.m.ack_latency.observe(sent.elapsed().as_secs_f64());
+                            self.delivered(batch, false);
+                        }
+                    }
+                    Err(e) => {
+                        let label = &self.transport.destinations()[dest];
+                        tracing::debug!(output = %self.s.name, indexer = %label, error = %e, "ack poll failed");
+                    }
+                }
+            }
+            Event::Sent {
+                batch,
+                dest,
+                answer,
+            } => {
+                self.inflight = self.inflight.saturating_sub(1);
+                self.m.request(dest, &answer.code);
+                self.outcome(batch, dest, answer.outcome, &answer.code);
+            }
+            Event::Rebuilt { batch, dest, built } => {
+                self.inflight = self.inflight.saturating_sub(1);
+                match built {
+                    Ok(Some(request)) => self.start_send(batch, dest, request),
+                    Ok(None) => self.delivered(batch, false),
+                    Err((record, e)) => {
+                        self.resend.push_front(batch);
+                        self.resend_after = Some(Instant::now() + self.s.retry_initial);
+                        self.read_failed(record, None, e);
+                    }
+                }
+            }
+            Event::Lettered { record, covers } => {
+                self.lettering = self.lettering.saturating_sub(1);
+                self.m.dead_lettered.inc_by(covers);
+                self.count_delivered(record, covers);
+            }
+        }
+        self.set_dest_gauges();
+    }
+
+    fn outcome(&mut self, batch: BatchId, dest: usize, outcome: SendOutcome, code: &str) {
+        match outcome {
+            SendOutcome::Retry { after } => {
+                let opened = self.breaker.failed(dest, Instant::now(), after, jitter());
+                let label = &self.transport.destinations()[dest];
+                if opened.first {
+                    tracing::warn!(output = %self.s.name, indexer = %label, code, "indexer failing; its circuit is open until a health check passes");
+                }
+                tracing::debug!(output = %self.s.name, indexer = %label, code, wait = ?opened.wait, "transient failure; retrying");
+                self.m.dests[dest].retries.inc();
+                self.retry_later(batch, true);
+            }
+            SendOutcome::Unauthorized { status } => {
+                let wait = self.s.retry_max.min(AUTH_PAUSE_MAX);
+                tracing::error!(output = %self.s.name, status, pause = ?wait, "indexer refused the token; output paused, still queueing");
+                self.paused_until = Some(Instant::now() + wait);
+                self.retry_later(batch, true);
+            }
+            SendOutcome::Delivered => {
+                self.breaker.succeeded(dest);
+                self.delivered(batch, true);
+            }
+            SendOutcome::AckUnavailable => {
+                self.breaker.succeeded(dest);
+                if !self.warned_no_ack {
+                    self.warned_no_ack = true;
+                    tracing::warn!(output = %self.s.name, "indexer answered without ackId: the token has no indexer acknowledgements; counting 200 as delivered");
+                }
+                self.m.ack_unavailable.inc();
+                self.delivered(batch, true);
+            }
+            SendOutcome::AckPending(id) => {
+                self.breaker.succeeded(dest);
+                self.tracker.sent(dest, id, batch, Instant::now());
+            }
+            SendOutcome::InvalidEvent { number, reason } => {
+                self.breaker.succeeded(dest);
+                self.invalid_event(batch, number, reason);
+            }
+            SendOutcome::Rejected { status, reason } => {
+                self.breaker.succeeded(dest);
+                self.rejected(batch, status, reason);
+            }
+        }
+    }
+
+    /// Every event of the batch is delivered: count it and release complete
+    /// records. `observe` records the send-to-delivery latency (acked batches
+    /// record theirs when the ack arrives).
+    pub(super) fn delivered(&mut self, batch: BatchId, observe: bool) {
+        let Some(st) = self.batches.remove(batch) else {
+            return;
+        };
+        self.m.delivered.inc_by(st.events);
+        if let Some(t) = st.first_sent.filter(|_| observe) {
+            self.m.ack_latency.observe(t.elapsed().as_secs_f64());
+        }
+        for seg in st.segments {
+            self.count_delivered(seg.record, seg.count);
+        }
+    }
+
+    /// 400 with `invalid-event-number`: the destination stored the events before it.
+    fn invalid_event(&mut self, batch: BatchId, number: u64, reason: String) {
+        let Some(st) = self.batches.remove(batch) else {
+            return;
+        };
+        if number >= st.events {
+            let status = 400;
+            let id = self.batches.insert(st);
+            return self.rejected(id, status, reason);
+        }
+        let (before, rest) = split(&st.segments, number);
+        let (bad, after) = split(&rest, 1);
+        self.m.delivered.inc_by(count(&before));
+        for s in before {
+            self.count_delivered(s.record, s.count);
+        }
+        for s in bad {
+            self.dead_letter_segment(s, reason.clone());
+        }
+        self.enqueue_resend(st.route, after);
+    }
+
+    /// Refused for content or size: bisect until the bad events stand alone.
+    fn rejected(&mut self, batch: BatchId, status: u16, reason: String) {
+        let Some(st) = self.batches.remove(batch) else {
+            return;
+        };
+        if st.events <= 1 {
+            for s in st.segments {
+                self.dead_letter_segment(s, format!("{status} {reason}"));
+            }
+            return;
+        }
+        let (a, b) = split(&st.segments, st.events / 2);
+        self.enqueue_resend(st.route, b);
+        self.enqueue_resend(st.route, a);
+    }
+
+    /// A new batch of these segments, sent before the other resends.
+    fn enqueue_resend(&mut self, route: Route, segments: Vec<Segment>) {
+        if segments.is_empty() {
+            return;
+        }
+        let b = self.batches.insert(BatchState::new(route, segments));
+        self.resend.push_front(b);
+    }
+
+    /// How long the oldest event of a batch has waited since it was received.
+    fn batch_age(&self, st: &BatchState) -> Duration {
+        let oldest = st
+            .segments
+            .iter()
+            .filter_map(|s| self.ctx.queue.received_ms(s.record))
+            .min()
+            .unwrap_or_else(now_ms);
+        Duration::from_millis(now_ms().saturating_sub(oldest))
+    }
+
+    fn expired(&self, batch: BatchId) -> bool {
+        match (self.s.dead_letter_after, self.batches.get(batch)) {
+            (Some(limit), Some(st)) => self.batch_age(st) >= limit,
+            _ => false,
+        }
+    }
+
+    fn give_up(&mut self, batch: BatchId) {
+        if let Some(st) = self.batches.remove(batch) {
+            let reason = format!(
+                "undelivered for longer than dead_letter_after ({:?})",
+                self.s.dead_letter_after.unwrap_or_default()
+            );
+            for seg in st.segments {
+                self.dead_letter_segment(seg, reason.clone());
+            }
+        }
+    }
+
+    /// Queues a batch to be sent again, unless its events have waited longer
+    /// than `dead_letter_after`: then they become dead letters.
+    pub(super) fn retry_later(&mut self, batch: BatchId, front: bool) {
+        if self.expired(batch) {
+            self.give_up(batch);
+        } else if front {
+            self.resend.push_front(batch);
+        } else {
+            self.resend.push_back(batch);
+        }
+    }
+
+    /// With `dead_letter_after`, events that waited too long are given up even
+    /// while no destination takes requests: waiting resends, the batch no
+    /// destination took, and batches the builders have ready.
+    pub(super) fn expire_waiting(&mut self) {
+        if self.s.dead_letter_after.is_none() {
+            return;
+        }
+        let waiting: Vec<BatchId> = self
+            .resend
+            .iter()
+            .copied()
+            .filter(|b| self.expired(*b))
+            .collect();
+        self.resend.retain(|b| !waiting.contains(b));
+        for b in waiting {
+            self.give_up(b);
+        }
+        loop {
+            if let Some((batch, request)) = self.ready.take() {
+                if !self.expired(batch) {
+                    self.ready = Some((batch, request));
+                    return;
+                }
+                self.give_up(batch);
+            }
+            match self.builders.try_next() {
+                Some(built) => self.take_built(built),
+                None => return,
+            }
+        }
+    }
+}

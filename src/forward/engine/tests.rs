@@ -1,0 +1,380 @@
+//! The engine against a scripted transport: failure handling
+//! (invalid-event-number, bisection, a refused token, ack timeouts, a
+//! failing destination, `dead_letter_after`) and queue order with parallel
+//! builders, each checked by what was sent, delivered, dead-lettered and
+//! released — without HTTP.
+
+use super::*;
+use crate::config::outputs::Compression;
+use crate::enrich::EnricherSlot;
+use crate::forward::batch::BatchLimits;
+use crate::forward::context::TokenMeta;
+use crate::forward::transport::SendOutcome;
+use crate::metrics::Metrics;
+use crate::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits, RecordMeta};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Decides the answer to a send: (destination, events in it, attempt number from 0).
+type Script = dyn Fn(usize, &[String], usize) -> SendOutcome + Send + Sync;
+
+#[derive(Default)]
+struct Log {
+    /// (destination, events, when)
+    sends: Mutex<Vec<(usize, Vec<String>, Instant)>>,
+    /// Ack ids that read true.
+    acked: Mutex<HashSet<u64>>,
+    next_ack: AtomicU64,
+    unhealthy: Mutex<HashSet<usize>>,
+}
+
+impl Log {
+    fn sends(&self) -> Vec<(usize, Vec<String>, Instant)> {
+        self.sends.lock().unwrap().clone()
+    }
+    /// Events of sends answered `Delivered` are judged by the test itself.
+    fn events(&self) -> Vec<String> {
+        self.sends().into_iter().flat_map(|s| s.1).collect()
+    }
+}
+
+struct Fake {
+    dests: Vec<String>,
+    script: Box<Script>,
+    log: Arc<Log>,
+}
+
+impl Transport for Fake {
+    fn destinations(&self) -> &[String] {
+        &self.dests
+    }
+    fn allows_raw(&self) -> bool {
+        false
+    }
+    fn send(&self, dest: usize, request: Request) -> impl Future<Output = Answer> + Send {
+        let events: Vec<String> = request
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                v["event"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let attempt = {
+            let mut sends = self.log.sends.lock().unwrap();
+            sends.push((dest, events.clone(), Instant::now()));
+            sends.len() - 1
+        };
+        let mut outcome = (self.script)(dest, &events, attempt);
+        if outcome == SendOutcome::AckPending(u64::MAX) {
+            outcome = SendOutcome::AckPending(self.log.next_ack.fetch_add(1, Ordering::SeqCst));
+        }
+        std::future::ready(Answer {
+            outcome,
+            code: "200".into(),
+        })
+    }
+    fn poll_acks(
+        &self,
+        _dest: usize,
+        ids: Vec<u64>,
+    ) -> impl Future<Output = Result<AckReply, TransportError>> + Send {
+        let acked = self.log.acked.lock().unwrap();
+        let reply = AckReply::from_pairs(ids.into_iter().map(|id| (id, acked.contains(&id))));
+        std::future::ready(Ok(reply))
+    }
+    fn healthy(&self, dest: usize) -> impl Future<Output = bool> + Send {
+        std::future::ready(!self.log.unhealthy.lock().unwrap().contains(&dest))
+    }
+    fn close(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        name: "out".into(),
+        limits: BatchLimits {
+            max_events: 3,
+            max_bytes: 1 << 20,
+            max_compressed_bytes: u64::MAX,
+            compression: Compression::None,
+        },
+        overrides: [None, None, None, None],
+        concurrency: 1,
+        linger: Duration::ZERO,
+        ack_poll_interval: 20 * MS,
+        ack_timeout: 10_000 * MS,
+        retry_initial: 10 * MS,
+        retry_max: 50 * MS,
+        dead_letter_after: None,
+        build_threads: 2,
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    queue: Arc<Queue>,
+    metrics: Metrics,
+    log: Arc<Log>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Queues `records` (record i holds events `r{i}e{j}`), then starts the engine.
+async fn rig(
+    s: EngineSettings,
+    dests: usize,
+    records: &[usize],
+    script: impl Fn(usize, &[String], usize) -> SendOutcome + Send + Sync + 'static,
+) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = QueueLimits {
+        max_bytes: 1 << 30,
+        min_free_bytes: 0,
+        cache_bytes: 8 << 20,
+    };
+    let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
+    for (i, n) in records.iter().enumerate() {
+        let body: String = (0..*n).map(|j| format!("r{i}e{j}\n")).collect();
+        let meta = RecordMeta {
+            received_ms: now_ms(),
+            token: "t".into(),
+            ..RecordMeta::plain(
+                DataEndpoint::Raw,
+                BodyEncoding::Identity,
+                body.len() as u64,
+                *n as u64,
+            )
+        };
+        let p = queue.append(&meta, body.as_bytes()).unwrap();
+        queue.commit(p).await.unwrap();
+    }
+    let metrics = Metrics::new().unwrap();
+    let ctx = ForwardContext {
+        queue: Arc::clone(&queue),
+        metrics: metrics.clone(),
+        outputs: Arc::new(vec![s.name.clone()]),
+        tokens: Arc::new(HashMap::from([("t".to_string(), TokenMeta::default())])),
+        hostname: "node".into(),
+        enricher: Arc::new(EnricherSlot::new(None)),
+        max_event_bytes: 1 << 20,
+    };
+    let log = Arc::new(Log::default());
+    let fake = Fake {
+        dests: (0..dests).map(|d| format!("d{d}")).collect(),
+        script: Box::new(script),
+        log: Arc::clone(&log),
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = Engine::spawn(s, ctx, fake, rx);
+    Rig {
+        _dir: dir,
+        queue,
+        metrics,
+        log,
+        stop,
+        task,
+    }
+}
+
+impl Rig {
+    /// Waits (generously: a slow shared machine) until the queue is empty.
+    async fn drained(&self) {
+        for _ in 0..1000 {
+            if self.queue.ids_from(0).next().is_none() {
+                return;
+            }
+            tokio::time::sleep(20 * MS).await;
+        }
+        panic!(
+            "records left: {:?}; sends: {:?}",
+            self.queue.ids_from(0).collect::<Vec<_>>(),
+            self.log.events()
+        );
+    }
+
+    fn counted(&self, result: &str) -> u64 {
+        self.metrics
+            .output_events
+            .with_label_values(&["out", result])
+            .get()
+    }
+
+    /// (record, event number, text) of every dead letter.
+    fn letters(&self) -> Vec<(u64, u64, String)> {
+        self.queue
+            .dead_letters()
+            .unwrap()
+            .into_iter()
+            .map(|(_, l)| (l.record, l.event_number, l.event))
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+fn all_events(records: &[usize]) -> Vec<String> {
+    records
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| (0..*n).map(move |j| format!("r{i}e{j}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_builders_keep_queue_order() {
+    let records: Vec<usize> = (0..40).map(|i| 1 + i % 5).collect();
+    let r = rig(settings(), 1, &records, |_, _, _| SendOutcome::Delivered).await;
+    r.drained().await;
+    assert_eq!(r.log.events(), all_events(&records));
+    assert!(r.log.sends().iter().all(|s| s.1.len() <= 3));
+    assert_eq!(r.counted("delivered"), records.iter().sum::<usize>() as u64);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_event_number_keeps_the_head_letters_one_and_resends_the_tail() {
+    let r = rig(settings(), 1, &[3], |_, _, attempt| match attempt {
+        0 => SendOutcome::InvalidEvent {
+            number: 1,
+            reason: "{\"code\":6}".into(),
+        },
+        _ => SendOutcome::Delivered,
+    })
+    .await;
+    r.drained().await;
+    let sends: Vec<Vec<String>> = r.log.sends().into_iter().map(|s| s.1).collect();
+    assert_eq!(sends, vec![vec!["r0e0", "r0e1", "r0e2"], vec!["r0e2"]]);
+    let letters = r.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].0, letters[0].1), (0, 1));
+    assert!(letters[0].2.contains("r0e1"), "{letters:?}");
+    assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (2, 1));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_bisected_down_to_the_bad_event() {
+    let mut s = settings();
+    s.limits.max_events = 8;
+    let r = rig(s, 1, &[7], |_, events, _| {
+        if events.iter().any(|e| e == "r0e5") {
+            SendOutcome::Rejected {
+                status: 400,
+                reason: "{\"code\":12}".into(),
+            }
+        } else {
+            SendOutcome::Delivered
+        }
+    })
+    .await;
+    r.drained().await;
+    let letters = r.letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].1, 5);
+    // Every good event was accepted exactly once.
+    let mut accepted: Vec<String> = r
+        .log
+        .sends()
+        .into_iter()
+        .filter(|s| !s.1.iter().any(|e| e == "r0e5"))
+        .flat_map(|s| s.1)
+        .collect();
+    accepted.sort();
+    let mut want = all_events(&[7]);
+    want.retain(|e| e != "r0e5");
+    assert_eq!(accepted, want);
+    assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (6, 1));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_pauses_the_output_and_keeps_everything() {
+    let mut s = settings();
+    s.retry_max = 300 * MS;
+    let r = rig(s, 1, &[2], |_, _, attempt| match attempt {
+        0 => SendOutcome::Unauthorized { status: 403 },
+        _ => SendOutcome::Delivered,
+    })
+    .await;
+    r.drained().await;
+    let sends = r.log.sends();
+    assert_eq!(sends.len(), 2);
+    assert_eq!(sends[0].1, sends[1].1);
+    assert!(
+        sends[1].2 - sends[0].2 >= 300 * MS,
+        "paused for retry_max before trying again"
+    );
+    assert!(r.letters().is_empty());
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_that_never_turns_true_is_resent() {
+    let mut s = settings();
+    s.ack_timeout = 150 * MS;
+    let r = rig(s, 1, &[3], |_, _, _| SendOutcome::AckPending(u64::MAX)).await;
+    // The first id (0) never turns true; the resend's (1) does.
+    r.log.acked.lock().unwrap().insert(1);
+    r.drained().await;
+    let sends = r.log.sends();
+    assert_eq!(sends.len(), 2);
+    assert_eq!(sends[0].1, sends[1].1);
+    assert_eq!((r.counted("resent"), r.counted("delivered")), (3, 3));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_is_left_until_healthy() {
+    let r = rig(settings(), 2, &[3, 3, 3, 3], |dest, _, _| match dest {
+        0 => SendOutcome::Retry { after: None },
+        _ => SendOutcome::Delivered,
+    })
+    .await;
+    r.log.unhealthy.lock().unwrap().insert(0);
+    r.drained().await;
+    let to_first = r.log.sends().iter().filter(|s| s.0 == 0).count();
+    assert!(to_first >= 1 && to_first < r.log.sends().len());
+    // Each event was delivered by the healthy destination.
+    let mut delivered: Vec<String> = r
+        .log
+        .sends()
+        .into_iter()
+        .filter(|s| s.0 == 1)
+        .flat_map(|s| s.1)
+        .collect();
+    delivered.sort();
+    let mut want = all_events(&[3, 3, 3, 3]);
+    want.sort();
+    assert_eq!(delivered, want);
+    let retries = r
+        .metrics
+        .output_retries
+        .with_label_values(&["out", "d0"])
+        .get();
+    assert_eq!(retries, to_first as u64);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_after_gives_up_while_no_destination_takes_anything() {
+    let mut s = settings();
+    s.dead_letter_after = Some(300 * MS);
+    let r = rig(s, 1, &[3, 2], |_, _, _| SendOutcome::Retry { after: None }).await;
+    r.log.unhealthy.lock().unwrap().insert(0);
+    r.drained().await;
+    let mut letters: Vec<(u64, u64)> = r.letters().iter().map(|l| (l.0, l.1)).collect();
+    letters.sort();
+    assert_eq!(letters, vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]);
+    assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (0, 5));
+    r.stop().await;
+}
