@@ -4,6 +4,7 @@
 //! a few failures spread over a short while it is given up as corrupt.
 
 use crate::queue::RecordId;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Failures of one record before it is given up.
@@ -11,10 +12,12 @@ const FAILURES: u32 = 3;
 /// …spread over at least this long, so one slow moment is not enough.
 const SPREAD: Duration = Duration::from_secs(1);
 
-/// The record that failed last, how often and since when.
+/// Per record that failed and is not yet given up: since when, how often.
+/// Builders read several records at once, so failures of different records
+/// interleave and are counted apart.
 #[derive(Debug, Default)]
 pub struct ReadFailures {
-    last: Option<(RecordId, Instant, u32)>,
+    failing: HashMap<RecordId, (Instant, u32)>,
 }
 
 impl ReadFailures {
@@ -26,23 +29,18 @@ impl ReadFailures {
     /// Records a failed read of `record` at `now`; true when it should be
     /// given up as corrupt.
     pub fn failed(&mut self, record: RecordId, now: Instant) -> bool {
-        let (first, count) = match self.last {
-            Some((r, first, n)) if r == record => (first, n + 1),
-            _ => (now, 1),
-        };
-        if count >= FAILURES && now.duration_since(first) >= SPREAD {
-            self.last = None;
+        let (first, count) = self.failing.entry(record).or_insert((now, 0));
+        *count += 1;
+        if *count >= FAILURES && now.duration_since(*first) >= SPREAD {
+            self.failing.remove(&record);
             return true;
         }
-        self.last = Some((record, first, count));
         false
     }
 
-    /// A read succeeded: earlier failures were transient.
-    pub fn succeeded(&mut self, record: RecordId) {
-        if self.last.is_some_and(|(r, _, _)| r == record) {
-            self.last = None;
-        }
+    /// The record was read whole, or left the queue: forget its failures.
+    pub fn forget(&mut self, record: RecordId) {
+        self.failing.remove(&record);
     }
 }
 
@@ -68,14 +66,20 @@ mod tests {
     }
 
     #[test]
-    fn another_record_or_a_success_starts_over() {
+    fn interleaved_records_are_counted_apart_and_forgetting_starts_over() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let mut f = ReadFailures::new();
-        f.failed(1, t0);
-        f.failed(1, t0 + Duration::from_millis(600));
-        assert!(!f.failed(2, t0 + Duration::from_secs(2)));
-        f.failed(2, t0 + Duration::from_secs(3));
-        f.succeeded(2);
-        assert!(!f.failed(2, t0 + Duration::from_secs(5)));
+        // Two damaged records read by parallel builders fail in turn.
+        for k in 0..2 {
+            assert!(!f.failed(1, t0 + ms(600 * k)));
+            assert!(!f.failed(2, t0 + ms(600 * k + 1)));
+        }
+        assert!(f.failed(1, t0 + ms(1200)));
+        assert!(f.failed(2, t0 + ms(1201)));
+        f.failed(3, t0);
+        f.failed(3, t0 + ms(600));
+        f.forget(3);
+        assert!(!f.failed(3, t0 + Duration::from_secs(5)));
     }
 }

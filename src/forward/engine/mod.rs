@@ -491,6 +491,7 @@ impl<T: Transport> Engine<T> {
     fn count_delivered(&mut self, record: RecordId, n: u64) {
         if self.ledger.delivered(record, n) {
             self.corrupt.remove(&record);
+            self.read_failures.forget(record);
             let outputs: Vec<&str> = self.ctx.outputs.iter().map(String::as_str).collect();
             if let Err(e) = self.ctx.queue.release(record, &self.s.name, &outputs) {
                 tracing::error!(output = %self.s.name, record, error = %e, "releasing a delivered record");
