@@ -1,19 +1,13 @@
 //! The `sluice` command line: validate, queue stats (offline and online), and
 //! a first start on the embedded defaults.
 
-mod support;
-use support::*;
-
-#[path = "support/process.rs"]
-mod process;
-use process::*;
+use crate::support::process::*;
+use crate::support::*;
 
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-
-const EVENT: &str = "/services/collector/event";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,6 +25,13 @@ fn validate(config: &Path, cwd: &Path, apps_token: Option<&str>) -> (bool, Strin
     }
     let (status, out, err) = run_to_end(cmd);
     (status.success(), out, err)
+}
+
+/// `validate` fails and names `what` on stderr.
+fn assert_invalid(config: &Path, cwd: &Path, apps_token: Option<&str>, what: &str) {
+    let (ok, out, err) = validate(config, cwd, apps_token);
+    assert!(!ok, "validate passed: {out}{err}");
+    assert!(err.contains(what), "stderr: {err}");
 }
 
 #[test]
@@ -96,35 +97,24 @@ fn validate_names_the_bad_file_key_or_value() {
     .unwrap();
 
     // ...and names the variable when it is not set.
-    let (ok, _, err) = validate(&copy, tmp.path(), None);
-    assert!(!ok);
-    assert!(err.contains("SLUICE_TOKEN_APPS"), "stderr: {err}");
+    assert_invalid(&copy, tmp.path(), None, "SLUICE_TOKEN_APPS");
 
     let bad_key = write_file(
         tmp.path(),
         "bad-key.toml",
         "[server]\nlisten_adress = \"x\"\n",
     );
-    let (ok, _, err) = validate(&bad_key, tmp.path(), None);
-    assert!(!ok);
-    assert!(err.contains("listen_adress"), "stderr: {err}");
+    assert_invalid(&bad_key, tmp.path(), None, "listen_adress");
 
     let missing = tmp.path().join("does-not-exist.toml");
-    let (ok, _, err) = validate(&missing, tmp.path(), None);
-    assert!(!ok);
-    assert!(
-        err.contains(&missing.display().to_string()),
-        "stderr: {err}"
-    );
+    assert_invalid(&missing, tmp.path(), None, &missing.display().to_string());
 
     let bad_value = write_file(
         tmp.path(),
         "bad-ack.toml",
         "[[tokens]]\nname = \"a\"\ntoken = \"t\"\nack = \"sometimes\"\n",
     );
-    let (ok, _, err) = validate(&bad_value, tmp.path(), None);
-    assert!(!ok);
-    assert!(err.contains("sometimes"), "stderr: {err}");
+    assert_invalid(&bad_value, tmp.path(), None, "sometimes");
 }
 
 fn queue_stats_cmd(config: &Path, json: bool) -> String {
@@ -161,19 +151,9 @@ async fn queue_stats_offline_and_online() {
             let body: String = (0..=i)
                 .map(|e| format!("{{\"event\":\"s{i}-{e}\"}}"))
                 .collect();
-            let resp = post(
-                &client,
-                &server.url(EVENT),
-                TOKEN,
-                body.as_bytes(),
-                i % 2 == 1,
-            )
-            .await
-            .unwrap();
-            assert_eq!(
-                answer(resp).await,
-                (200, json!({"text":"Success","code":0}))
-            );
+            let url = server.url(EVENT);
+            let got = post_answer(&client, &url, TOKEN, body.as_bytes(), i % 2 == 1).await;
+            assert_eq!(got, (200, success()));
             events += i + 1;
         }
     }
@@ -192,11 +172,7 @@ async fn queue_stats_offline_and_online() {
     assert!((0.0..3600.0).contains(&age), "oldest_age_seconds {age}");
 
     // Online: the store is locked by a running Sluice; the CLI asks its admin API.
-    let (mut proc, metrics) = tokio::task::block_in_place(|| {
-        let mut p = Sluice::run(&config);
-        let (_, metrics) = p.wait_listening();
-        (p, metrics)
-    });
+    let (mut proc, _, metrics) = tokio::task::block_in_place(|| Sluice::run_listening(&config));
     // The admin API is a Unix socket in the data dir that only this user can
     // open, and nothing on the metrics listener changes or shows the queue.
     let socket = dir.path().join("admin.sock");
@@ -277,18 +253,18 @@ fn start_default(cwd: &Path, env_token: Option<&str>) -> Option<Sluice> {
     }
 }
 
+/// An event to the embedded default listener.
 async fn send_event(ca: &Path, token: &str) -> (u16, Value) {
     let client = client_with_timeout(ca, true, Duration::from_secs(20));
-    let resp = post(
+    let url = format!("https://127.0.0.1:8088{EVENT}");
+    post_answer(
         &client,
-        &format!("https://127.0.0.1:8088{EVENT}"),
+        &url,
         token,
         br#"{"event":"hello from curl"}"#,
         false,
     )
     .await
-    .expect("request to the embedded default listener");
-    answer(resp).await
 }
 
 fn mode(path: &Path) -> u32 {
@@ -336,10 +312,7 @@ async fn embedded_defaults_generate_tls_and_token_once() {
         .to_string();
     assert!(!token.is_empty());
     let ca = data.join("tls/ca.pem");
-    assert_eq!(
-        send_event(&ca, &token).await,
-        (200, json!({"text":"Success","code":0}))
-    );
+    assert_eq!(send_event(&ca, &token).await, (200, success()));
     let status = tokio::task::block_in_place(|| first.terminate());
     assert!(status.success(), "{status}");
     let err = first.stderr.text();
@@ -360,10 +333,7 @@ async fn embedded_defaults_generate_tls_and_token_once() {
     let Some(mut second) = tokio::task::block_in_place(|| start_default(tmp.path(), None)) else {
         return;
     };
-    assert_eq!(
-        send_event(&ca, &token).await,
-        (200, json!({"text":"Success","code":0}))
-    );
+    assert_eq!(send_event(&ca, &token).await, (200, success()));
     let status = tokio::task::block_in_place(|| second.terminate());
     assert!(status.success(), "{status}");
     let all = format!("{}\n{}", second.stdout.text(), second.stderr.text());
@@ -382,10 +352,7 @@ async fn embedded_defaults_generate_tls_and_token_once() {
         return;
     };
     let fresh_ca = fresh.path().join("data/tls/ca.pem");
-    assert_eq!(
-        send_event(&fresh_ca, env_token).await,
-        (200, json!({"text":"Success","code":0}))
-    );
+    assert_eq!(send_event(&fresh_ca, env_token).await, (200, success()));
     let (status, body) = send_event(&fresh_ca, &token).await;
     assert_eq!(
         (status, body["code"].clone()),

@@ -1,15 +1,11 @@
 //! `sluice queue dead …` and `queue export|import`, offline and through a
 //! running Sluice's admin API.
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
-
-use process::*;
+use crate::support::process::*;
+use crate::support::*;
 use serde_json::Value;
 use sluice::queue::DeadLetter;
 use std::path::Path;
-use support::*;
 
 fn cli(args: &[&str], config: &Path) -> (bool, String, String) {
     let mut cmd = sluice_command();
@@ -69,10 +65,9 @@ async fn dead_letters_offline_and_online() {
     assert!(ok, "{err}");
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert!(server
-        .metrics()
-        .await
-        .contains("sluice_dead_letters{output=\"unreachable\"} 2"));
+    server
+        .assert_metrics_contain("sluice_dead_letters{output=\"unreachable\"} 2")
+        .await;
     let (ok, out, err) = tokio::task::block_in_place(|| {
         cli(
             &["queue", "dead", "replay", "--output", "unreachable"],
@@ -85,14 +80,7 @@ async fn dead_letters_offline_and_online() {
         2,
         "replayed events are queued again"
     );
-    assert!(server
-        .running
-        .as_ref()
-        .unwrap()
-        .queue()
-        .dead_letters()
-        .unwrap()
-        .is_empty());
+    assert!(server.dead_letters().is_empty());
     server.stop().await;
 }
 
@@ -101,13 +89,10 @@ async fn export_then_import_moves_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(dir.path()).await;
     let client = server.http1();
+    let url = server.url(&format!("{RAW}?sourcetype=st"));
     for i in 0..4 {
-        let resp = client
-            .post(server.url("/services/collector/raw?sourcetype=st"))
-            .header("Authorization", format!("Splunk {TOKEN}"))
-            .header("Content-Encoding", "gzip")
-            .body(gzip(format!("line a{i}\nline b{i}\n").as_bytes()))
-            .send()
+        let body = format!("line a{i}\nline b{i}\n");
+        let resp = post(&client, &url, TOKEN, body.as_bytes(), true)
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);

@@ -1,29 +1,21 @@
 //! Durability: restart, kill -9, and the watermarks that refuse new data
 //! without losing what was accepted.
 
-mod support;
-use support::*;
+use crate::support::process::*;
+use crate::support::*;
 
-#[path = "support/process.rs"]
-mod process;
-use process::*;
-
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const EVENT: &str = "/services/collector/event";
-const RAW: &str = "/services/collector/raw";
-const HEALTH: &str = "/services/collector/health";
-
 fn busy() -> Value {
-    json!({"text":"Server is busy","code":9})
+    hec("Server is busy", 9)
 }
 
 fn queues_full() -> Value {
-    json!({"text":"HEC is unhealthy, queues are full","code":18})
+    hec("HEC is unhealthy, queues are full", 18)
 }
 
 /// Sends `n` requests alternating `/event` (identity, 2 events) and gzip
@@ -43,15 +35,8 @@ async fn send_mix(server: &TestServer, tag: &str, n: usize) -> Vec<String> {
             let body = raw_body(&ev);
             (RAW, ev, body, true)
         };
-        let resp = post(client, &server.url(path), TOKEN, &body, gz)
-            .await
-            .expect("request");
-        let (status, body) = answer(resp).await;
-        assert_eq!(
-            (status, body),
-            (200, json!({"text":"Success","code":0})),
-            "request {i}"
-        );
+        let got = post_answer(client, &server.url(path), TOKEN, &body, gz).await;
+        assert_eq!(got, (200, success()), "request {i}");
         sent.extend(events);
     }
     sent
@@ -138,7 +123,7 @@ async fn crash_client(
             Ok(resp) => {
                 let (status, answer_body) = answer(resp).await;
                 if status == 200 {
-                    assert_eq!(answer_body, json!({"text":"Success","code":0}));
+                    assert_eq!(answer_body, success());
                     acked.fetch_add(events.len() as u64, Ordering::SeqCst);
                     ok.extend(events);
                 } else {
@@ -160,11 +145,7 @@ async fn kill_9_loses_no_acknowledged_event() {
     let ca = dir.path().join("tls/ca.pem");
     let mut all_acked: Vec<String> = Vec::new();
     for cycle in 0..3 {
-        let (mut proc, hec) = tokio::task::block_in_place(|| {
-            let mut p = Sluice::run(&config);
-            let (hec, _) = p.wait_listening();
-            (p, hec)
-        });
+        let (mut proc, hec, _) = tokio::task::block_in_place(|| Sluice::run_listening(&config));
         let base = format!("https://127.0.0.1:{}", hec.port());
         if cycle > 0 {
             // Recovery after the previous crash: the reopened queue counts
@@ -280,24 +261,13 @@ async fn low_disk_refuses_with_503_and_keeps_earlier_records() {
 
 async fn assert_refuses_everything(server: &TestServer) {
     for client in [server.http1(), server.http2()] {
-        let resp = post(
-            &client,
-            &server.url(EVENT),
-            TOKEN,
-            br#"{"event":"x"}"#,
-            false,
-        )
-        .await
-        .unwrap();
-        assert_eq!(answer(resp).await, (503, busy()), "/event");
-        let resp = post(&client, &server.url(RAW), TOKEN, b"a line\n", false)
-            .await
-            .unwrap();
-        assert_eq!(answer(resp).await, (503, busy()), "/raw");
-        let resp = post(&client, &server.url(RAW), TOKEN, b"a line\n", true)
-            .await
-            .unwrap();
-        assert_eq!(answer(resp).await, (503, busy()), "gzip /raw");
+        let (event, raw) = (server.url(EVENT), server.url(RAW));
+        let got = post_answer(&client, &event, TOKEN, br#"{"event":"x"}"#, false).await;
+        assert_eq!(got, (503, busy()), "/event");
+        let got = post_answer(&client, &raw, TOKEN, b"a line\n", false).await;
+        assert_eq!(got, (503, busy()), "/raw");
+        let got = post_answer(&client, &raw, TOKEN, b"a line\n", true).await;
+        assert_eq!(got, (503, busy()), "gzip /raw");
         let resp = client.get(server.url(HEALTH)).send().await.unwrap();
         assert_eq!(answer(resp).await, (503, queues_full()), "/health");
     }
@@ -309,10 +279,7 @@ async fn max_bytes_refuses_with_503_and_counts_every_accepted_event() {
     let mut server = TestServer::start_with(dir.path(), "", "max_bytes = 20000").await;
     let client = server.http2();
     let resp = client.get(server.url(HEALTH)).send().await.unwrap();
-    assert_eq!(
-        answer(resp).await,
-        (200, json!({"text":"HEC is healthy","code":17}))
-    );
+    assert_eq!(answer(resp).await, (200, healthy()));
     let line = "x".repeat(200);
     let mut accepted_requests = 0u64;
     let mut accepted_events = 0u64;
@@ -325,12 +292,9 @@ async fn max_bytes_refuses_with_503_and_counts_every_accepted_event() {
         } else {
             (EVENT, event_body(&events))
         };
-        let resp = post(&client, &server.url(path), TOKEN, &body, i % 4 == 1)
-            .await
-            .unwrap();
-        match answer(resp).await {
+        match post_answer(&client, &server.url(path), TOKEN, &body, i % 4 == 1).await {
             (200, b) => {
-                assert_eq!(b, json!({"text":"Success","code":0}));
+                assert_eq!(b, success());
                 accepted_requests += 1;
                 accepted_events += events.len() as u64;
             }
@@ -347,16 +311,14 @@ async fn max_bytes_refuses_with_503_and_counts_every_accepted_event() {
     let resp = client.get(server.url(HEALTH)).send().await.unwrap();
     assert_eq!(answer(resp).await, (503, queues_full()));
     // Still full: nothing is removed without outputs.
-    let resp = post(&client, &server.url(RAW), TOKEN, b"one more\n", false)
-        .await
-        .unwrap();
-    assert_eq!(answer(resp).await, (503, busy()));
+    let got = post_answer(&client, &server.url(RAW), TOKEN, b"one more\n", false).await;
+    assert_eq!(got, (503, busy()));
     let s = server.queue_stats();
     assert_eq!(s.records, accepted_requests);
     assert_eq!(s.events, accepted_events);
     assert!(s.bytes >= 20000, "refused below max_bytes: {s:?}");
     // Close the idle HTTP/2 connection first (it used to hold a graceful
-    // stop for 30 s; see shutdown.rs).
+    // stop for 30 s; see the shutdown module).
     drop(client);
     server.stop().await;
 }

@@ -2,54 +2,34 @@
 //! `loadgen --scenario ddos`) go through the real server to the test HEC
 //! sink, and what arrives adds up to the ground truth.
 
-#[path = "support/hec_sink.rs"]
-mod hec_sink;
-mod support;
-
-use hec_sink::*;
+use crate::support::hec_sink::*;
+use crate::support::*;
 use serde_json::{json, Value};
 use sluice::loadgen::scenario::{ScenarioOptions, Timestamps};
 use sluice::loadgen::{self, Input, LoadgenOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The test config forwarding to `sink` (Sluice's default `ack_timeout`),
+/// with `enrich` as its `[enrich]` section.
 fn config(dir: &Path, sink: &HecSink, enrich: &str) -> String {
-    let output = format!(
-        r#"
-[[outputs]]
-name = "splunk"
-type = "splunk"
-urls = ["{}"]
-token = "{SINK_TOKEN}"
-ack_poll_interval = "100ms"
-retry_initial = "50ms"
-retry_max = "500ms"
-linger = "10ms"
-
-[enrich]
-{enrich}
-"#,
-        sink.url()
-    );
-    with_outputs(&config_text(dir, "", ""), &output)
+    let enrich = format!("\n[enrich]\n{enrich}");
+    let output = splunk_output_acking(&[sink.url()], None, &enrich);
+    config_with_outputs(dir, "", &output)
 }
 
+/// Logpush's request of `body` with `source` in the query.
 async fn post_raw(server: &TestServer, client: &reqwest::Client, body: &str, source: &str) {
-    let resp = client
-        .post(server.url(&format!(
-            "/services/collector/raw?channel={CHANNEL}&sourcetype=cloudflare:network_analytics&source={source}"
-        )))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .header("Content-Encoding", "gzip")
-        .body(gzip(body.as_bytes()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    post_logpush(
+        server,
+        client,
+        body.as_bytes(),
+        &format!("&source={source}"),
+    )
+    .await;
 }
 
 /// The ground truth recomputed from what the sink received, in the truth files' shape.
@@ -112,26 +92,10 @@ fn datetime(v: &Value) -> f64 {
     }
 }
 
-async fn wait_delivered(server: &TestServer, sink: &HecSink, n: usize) {
-    assert!(
-        sink.wait_for(WAIT, |s| s.acknowledged().len() >= n).await,
-        "delivered {} of {n}",
-        sink.acknowledged().len()
-    );
-    for _ in 0..600 {
-        if server.queue_stats().records == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("queue did not drain");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sample_files_arrive_enriched_and_match_their_truth() {
     let sink = HecSink::start(SinkOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = TestServer::start_text(dir.path(), &config(dir.path(), &sink, "")).await;
+    let (_dir, mut server) = start_in_tempdir(|dir| config(dir, &sink, "")).await;
     let client = server.http2();
     let files = ["nal-rfc3339", "nal-unixnano", "nal-legacy-unix"];
     let mut total = 0;
@@ -143,7 +107,7 @@ async fn the_sample_files_arrive_enriched_and_match_their_truth() {
     // A line that is not a sample, and a broken one, in the same request.
     let broken = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","Outcome":"#;
     post_raw(&server, &client, &format!("hello\n{broken}\n"), "odd").await;
-    wait_delivered(&server, &sink, total + 2).await;
+    wait_delivered(&server, &sink, total + 2, WAIT).await;
     let acked = sink.acknowledged();
     assert_eq!(acked.len(), total + 2);
 
@@ -243,7 +207,7 @@ async fn loadgen_ground_truth_matches_what_the_sink_receives() {
     .unwrap();
     assert_eq!(report.events_accepted, 12_000, "{report:?}");
     let truth = serde_json::to_value(report.truth.unwrap()).unwrap();
-    wait_delivered(&server, &sink, 12_000).await;
+    wait_delivered(&server, &sink, 12_000, WAIT).await;
     let acked = sink.acknowledged();
     let mut got = truth_of(acked.iter());
     got["attacks"].as_object_mut().unwrap().remove("");
@@ -276,12 +240,10 @@ async fn loadgen_ground_truth_matches_what_the_sink_receives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_enrichment_off_samples_arrive_as_sent() {
     let sink = HecSink::start(SinkOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server =
-        TestServer::start_text(dir.path(), &config(dir.path(), &sink, "enabled = false")).await;
+    let (_dir, mut server) = start_in_tempdir(|dir| config(dir, &sink, "enabled = false")).await;
     let lines: Vec<String> = sample_lines().into_iter().take(100).collect();
     post_raw(&server, &server.http1(), &lines.join("\n"), "plain").await;
-    wait_delivered(&server, &sink, 100).await;
+    wait_delivered(&server, &sink, 100, WAIT).await;
     let got: Vec<String> = sink
         .acknowledged()
         .iter()
@@ -316,7 +278,7 @@ async fn a_reloaded_asset_table_applies_to_new_batches_and_a_bad_one_is_refused(
             .collect()
     };
     post_raw(&server, &client, &v4[..10].join("\n"), "first").await;
-    wait_delivered(&server, &sink, 10).await;
+    wait_delivered(&server, &sink, 10, WAIT).await;
     assert_eq!(site_of(&sink, "first"), vec!["old"; 10]);
 
     std::fs::write(
@@ -327,7 +289,7 @@ async fn a_reloaded_asset_table_applies_to_new_batches_and_a_bad_one_is_refused(
     let running = server.running.as_ref().unwrap();
     assert_eq!(running.reload_assets().unwrap(), 2);
     post_raw(&server, &client, &v4[10..20].join("\n"), "second").await;
-    wait_delivered(&server, &sink, 20).await;
+    wait_delivered(&server, &sink, 20, WAIT).await;
     assert_eq!(site_of(&sink, "second"), vec!["new"; 10]);
 
     std::fs::write(&assets, "cidr,site\nnot-a-network,bad\n").unwrap();
@@ -335,7 +297,7 @@ async fn a_reloaded_asset_table_applies_to_new_batches_and_a_bad_one_is_refused(
     let e = running.reload_assets().unwrap_err().to_string();
     assert!(e.contains("assets.csv line 2"), "{e}");
     post_raw(&server, &client, &v4[20..].join("\n"), "third").await;
-    wait_delivered(&server, &sink, 30).await;
+    wait_delivered(&server, &sink, 30, WAIT).await;
     assert_eq!(
         site_of(&sink, "third"),
         vec!["new"; 10],

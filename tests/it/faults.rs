@@ -2,23 +2,14 @@
 //! real server with real TLS. A test that cannot run here (it needs root for
 //! a tmpfs, say) prints `SKIPPED:` with the reason, so CI's log shows it.
 
-#[path = "support/hec_sink.rs"]
-mod hec_sink;
-mod support;
-use hec_sink::*;
-use support::*;
-
-#[path = "support/process.rs"]
-mod process;
-use process::*;
+use crate::support::hec_sink::*;
+use crate::support::process::*;
+use crate::support::*;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const RAW: &str = "/services/collector/raw";
-const HEALTH: &str = "/services/collector/health";
 
 /// A small tmpfs mounted for one test, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -72,27 +63,25 @@ fn libc_enospc() -> i32 {
     28
 }
 
+/// `body` to `url` with the plain token, not compressed.
 async fn hec_answer(client: &reqwest::Client, url: &str, body: &[u8]) -> (u16, Value) {
-    let resp = client
-        .post(url)
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("request");
-    answer(resp).await
+    post_answer(client, url, TOKEN, body, false).await
 }
 
 async fn health(client: &reqwest::Client, base: &str) -> (u16, Value) {
     answer(client.get(format!("{base}{HEALTH}")).send().await.unwrap()).await
 }
 
-fn metric(text: &str, name: &str) -> f64 {
+/// The value of the unlabelled metric `name` in the metrics `text`.
+fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    metric_value(text, name).unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
 }
 
 /// Finding 1: a write error stuck until a restart while `/health` said 200.
@@ -123,10 +112,7 @@ async fn enospc_is_visible_and_recovers_when_space_returns() {
         assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
         accepted.push(line);
     }
-    assert_eq!(
-        health(&c, &server.base).await,
-        (200, json!({"text":"HEC is healthy","code":17}))
-    );
+    assert_eq!(health(&c, &server.base).await, (200, healthy()));
     println!("ENOSPC before: 3 accepted, /health 200 code 17");
 
     // During: another writer fills the filesystem.
@@ -190,10 +176,7 @@ async fn enospc_is_visible_and_recovers_when_space_returns() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let took = freed.elapsed();
-    assert_eq!(
-        health(&c, &server.base).await,
-        (200, json!({"text":"HEC is healthy","code":17}))
-    );
+    assert_eq!(health(&c, &server.base).await, (200, healthy()));
     for i in 0..3 {
         let line = format!("after-{i}");
         let (status, body) = hec_answer(&c, &url, line.as_bytes()).await;
@@ -213,17 +196,9 @@ async fn enospc_is_visible_and_recovers_when_space_returns() {
 }
 
 const ACK2_TOKEN: &str = "bbbbbbbb-2222-4333-8444-555555555555";
-const EVENT: &str = "/services/collector/event";
-const ACK: &str = "/services/collector/ack";
-
-fn channel(n: u32) -> String {
-    format!("{n:08x}-5b0e-4a7b-9c1d-2e3f4a5b6c7d")
-}
 
 async fn send_on(c: &reqwest::Client, base: &str, token: &str, ch: &str) -> (u16, Value) {
-    let resp = c
-        .post(format!("{base}{EVENT}?channel={ch}"))
-        .header("Authorization", format!("Splunk {token}"))
+    let resp = authorized_post(c, &format!("{base}{EVENT}?channel={ch}"), token)
         .body(r#"{"event":"tenant"}"#)
         .send()
         .await
@@ -232,14 +207,7 @@ async fn send_on(c: &reqwest::Client, base: &str, token: &str, ch: &str) -> (u16
 }
 
 async fn poll(c: &reqwest::Client, base: &str, token: &str, ch: &str, id: u64) -> Value {
-    let resp = c
-        .post(format!("{base}{ACK}?channel={ch}"))
-        .header("Authorization", format!("Splunk {token}"))
-        .body(json!({ "acks": [id] }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(resp).await;
+    let (status, body) = poll_ack(c, base, token, ch, id).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -260,7 +228,7 @@ async fn tenants_have_their_own_acks_and_budgets() {
     let base = &server.base;
 
     // Isolation: same channel, other token.
-    let shared = channel(1);
+    let shared = channel_n(1);
     let (s, b) = send_on(&c, base, ACK_TOKEN, &shared).await;
     assert_eq!((s, b["ackId"].clone()), (200, json!(0)), "{b}");
     assert_eq!(
@@ -276,10 +244,10 @@ async fn tenants_have_their_own_acks_and_budgets() {
 
     // Budgets: "acked" gets an equal share (4 / 2 ack-enabled tokens = 2).
     for n in 10..12 {
-        let (s, b) = send_on(&c, base, ACK_TOKEN, &channel(n)).await;
+        let (s, b) = send_on(&c, base, ACK_TOKEN, &channel_n(n)).await;
         assert_eq!(s, 200, "{b}");
     }
-    let (s, b) = send_on(&c, base, ACK_TOKEN, &channel(12)).await;
+    let (s, b) = send_on(&c, base, ACK_TOKEN, &channel_n(12)).await;
     assert_eq!(
         (s, b["code"].clone()),
         (503, json!(9)),
@@ -287,17 +255,17 @@ async fn tenants_have_their_own_acks_and_budgets() {
     );
     assert_eq!(
         health(&c, base).await,
-        (200, json!({"text":"HEC is healthy","code":17})),
+        (200, healthy()),
         "one token over its budget is not the service's problem"
     );
-    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel(20)).await;
+    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel_n(20)).await;
     assert_eq!((s, b["ackId"].clone()), (200, json!(0)), "not starved: {b}");
-    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel(21)).await;
+    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel_n(21)).await;
     assert_eq!(s, 200, "{b}");
     // 4 pending in all: the ack service is out of room.
     let (hs, hb) = health(&c, base).await;
     assert_eq!((hs, hb["code"].clone()), (503, json!(19)), "{hb}");
-    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel(22)).await;
+    let (s, b) = send_on(&c, base, ACK2_TOKEN, &channel_n(22)).await;
     assert_eq!((s, b["code"].clone()), (503, json!(9)), "{b}");
     // Requests without acks still flow.
     let (s, _) = hec_answer(&c, &server.url(RAW), b"no acks").await;
@@ -340,22 +308,13 @@ async fn files_are_private_and_the_token_stays_off_a_log() {
         .arg(&config)
         .env_remove("SLUICE_HEC_TOKEN")
         .env_remove("SLUICE_LOG");
-    let mut sluice = tokio::task::block_in_place(|| {
+    let (mut sluice, hec) = tokio::task::block_in_place(|| {
         let mut s = Sluice::spawn(cmd);
-        s.wait_listening();
-        s
+        let (hec, _) = s.wait_listening();
+        (s, hec)
     });
     let token = std::fs::read_to_string(data.join("hec_token")).unwrap();
     let token = token.trim();
-    let log = sluice.stderr.text();
-    let (hec, _) = {
-        let v: Value = log
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["fields"]["hec"].is_string())
-            .unwrap();
-        (v["fields"]["hec"].as_str().unwrap().to_string(), ())
-    };
     let c = client_with_timeout(&data.join("tls/ca.pem"), false, Duration::from_secs(20));
     let resp = post(
         &c,
@@ -431,13 +390,7 @@ async fn an_unterminated_event_is_refused_at_the_cap() {
     // 64 MiB decoded, under max_decoded_bytes (1 GiB); the cap is 64 KiB.
     let bomb = unterminated_event_bomb(64 << 20);
     assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
-    let c = server.http2();
-    let resp = c
-        .post(server.url(EVENT))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .header("Content-Encoding", "gzip")
-        .body(bomb)
-        .send()
+    let resp = post_gzip(&server.http2(), &server.url(EVENT), TOKEN, bomb)
         .await
         .unwrap();
     assert_eq!(
@@ -453,19 +406,9 @@ async fn an_unterminated_event_is_refused_at_the_cap() {
         (1, 1),
         "the event before it is kept"
     );
-    let m = server.metrics().await;
-    assert!(
-        m.contains("sluice_ingest_requests_total{code=\"6\",endpoint=\"event\"} 1"),
-        "{m}"
-    );
-}
-
-async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .assert_metrics_contain("sluice_ingest_requests_total{code=\"6\",endpoint=\"event\"} 1")
+        .await;
 }
 
 /// Finding 3: one `/raw` line of 1000 MiB (a 1 MB gzip body) was decoded
@@ -479,8 +422,9 @@ async fn an_oversize_raw_line_is_dead_lettered_and_the_rest_forwarded() {
     use std::io::Write;
     let sink = HecSink::start(SinkOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = with_outputs(
-        &config_text(dir.path(), "max_event_bytes = 65536", ""),
+    let text = config_with_outputs(
+        dir.path(),
+        "max_event_bytes = 65536",
         &splunk_output(&[sink.url()], ""),
     );
     let mut server = TestServer::start_text(dir.path(), &text).await;
@@ -492,29 +436,14 @@ async fn an_oversize_raw_line_is_dead_lettered_and_the_rest_forwarded() {
     }
     e.write_all(b"\ngood line two\n").unwrap();
     let body = e.finish().unwrap();
-    let resp = server
-        .http2()
-        .post(server.url("/services/collector/raw?sourcetype=syslog"))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .header("Content-Encoding", "gzip")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer(resp).await,
-        (200, json!({"text":"Success","code":0}))
-    );
-    let queue = std::sync::Arc::clone(server.running.as_ref().unwrap().queue());
-    wait_until(
-        "the record to leave the queue",
-        Duration::from_secs(60),
-        || queue.stats().records == 0,
-    )
-    .await;
+    let url = server.url(&format!("{RAW}?sourcetype=syslog"));
+    let resp = post_gzip(&server.http2(), &url, TOKEN, body).await.unwrap();
+    assert_eq!(answer(resp).await, (200, success()));
+    // The record leaves the queue.
+    server.wait_queue_empty().await;
     let got: Vec<String> = sink.acknowledged().iter().map(|e| e.raw.clone()).collect();
     assert_eq!(got, vec!["good line one", "good line two"]);
-    let dead = queue.dead_letters().unwrap();
+    let dead = server.dead_letters();
     assert_eq!(dead.len(), 1, "{dead:?}");
     let letter = &dead[0].1;
     assert!(letter.reason.starts_with("oversize"), "{}", letter.reason);
@@ -524,11 +453,11 @@ async fn an_oversize_raw_line_is_dead_lettered_and_the_rest_forwarded() {
         "x".repeat(65536),
         "its first max_event_bytes bytes"
     );
-    let m = server.metrics().await;
-    assert!(
-        m.contains("sluice_output_events_total{output=\"splunk\",result=\"dead_lettered\"} 1"),
-        "{m}"
-    );
+    server
+        .assert_metrics_contain(
+            "sluice_output_events_total{output=\"splunk\",result=\"dead_lettered\"} 1",
+        )
+        .await;
     server.stop().await;
     sink.stop().await;
 }
@@ -596,10 +525,7 @@ async fn a_corrupt_record_is_dead_lettered_and_the_rest_flows() {
     assert!(copies > 0, "marker not found in the store");
 
     let sink = HecSink::start(SinkOptions::default()).await;
-    let text = with_outputs(
-        &config_text(dir.path(), "", ""),
-        &splunk_output(&[sink.url()], ""),
-    );
+    let text = config_with_outputs(dir.path(), "", &splunk_output(&[sink.url()], ""));
     let config = write_file(dir.path(), "sluice.toml", &text);
     let (status, out, err) = tokio::task::block_in_place(|| {
         let mut cmd = sluice_command();
@@ -616,13 +542,10 @@ async fn a_corrupt_record_is_dead_lettered_and_the_rest_flows() {
     );
 
     let mut server = TestServer::start_text(dir.path(), &text).await;
-    let queue = std::sync::Arc::clone(server.running.as_ref().unwrap().queue());
-    wait_until("every record handled", Duration::from_secs(60), || {
-        queue.stats().records == 0
-    })
-    .await;
+    // Every record handled.
+    server.wait_queue_empty().await;
     // One damaged sled page can hold parts of neighbouring records too.
-    let dead = queue.dead_letters().unwrap();
+    let dead = server.dead_letters();
     let corrupt: std::collections::BTreeSet<u64> = dead
         .iter()
         .filter(|(_, d)| d.reason.starts_with("corrupt"))
@@ -674,9 +597,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
     let server = TestServer::start_with(dir.path(), "body_timeout = \"1s\"", "").await;
     for client in [server.http1(), server.http2()] {
         let started = Instant::now();
-        let resp = client
-            .post(server.url(RAW))
-            .header("Authorization", format!("Splunk {TOKEN}"))
+        let resp = authorized_post(&client, &server.url(RAW), TOKEN)
             .header("Content-Length", "1000")
             .body(stalled_body(b"line one\n"))
             .send()
@@ -710,22 +631,14 @@ async fn http2_streams_per_connection_are_bounded() {
     assert_eq!(status, 200);
     let mut parked = Vec::new();
     for _ in 0..160 {
-        let req = client
-            .post(server.url(RAW))
-            .header("Authorization", format!("Splunk {TOKEN}"))
-            .body(stalled_body(b"x"));
+        let req = authorized_post(&client, &server.url(RAW), TOKEN).body(stalled_body(b"x"));
         parked.push(tokio::spawn(req.send()));
     }
     let mut refused = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while refused < 160 - 128 && Instant::now() < deadline {
         let m = server.metrics().await;
-        refused = m
-            .lines()
-            .find(|l| l.starts_with("sluice_ingest_refused_streams_total "))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        refused = metric_value(&m, "sluice_ingest_refused_streams_total").map_or(0, |v| v as u64);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(refused, 160 - 128, "requests over the bound are refused");

@@ -1,41 +1,28 @@
 //! End to end: ingest → queue → forward to a faithful HEC sink, with faults.
 
-#[path = "support/hec_sink.rs"]
-mod hec_sink;
-mod support;
-
-use hec_sink::*;
+use crate::support::hec_sink::*;
+use crate::support::process::{authorized_post, post};
+use crate::support::*;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The test config with its unreachable output replaced by `outputs`.
-fn config_with_outputs(dir: &Path, outputs: &str) -> String {
-    with_outputs(&config_text(dir, "", ""), outputs)
+async fn start(dir: &Path, outputs: &str) -> TestServer {
+    TestServer::start_text(dir, &config_with_outputs(dir, "", outputs)).await
 }
 
-async fn start(dir: &Path, outputs: &str) -> TestServer {
-    TestServer::start_text(dir, &config_with_outputs(dir, outputs)).await
+/// Sluice in a fresh data dir (kept as long as the TempDir) with `outputs`.
+async fn start_forwarding(outputs: &str) -> (tempfile::TempDir, TestServer) {
+    start_in_tempdir(|dir| config_with_outputs(dir, "", outputs)).await
 }
 
 /// Posts `lines` to `/raw` as one gzip request (Logpush's shape).
 async fn post_raw(server: &TestServer, client: &reqwest::Client, lines: &[String]) {
-    let body = gzip(format!("{}\n", lines.join("\n")).as_bytes());
-    let resp = client
-        .post(server.url(&format!(
-            "/services/collector/raw?channel={CHANNEL}&sourcetype=cloudflare:network_analytics"
-        )))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .header("Content-Encoding", "gzip")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let body = format!("{}\n", lines.join("\n"));
+    post_logpush(server, client, body.as_bytes(), "").await;
 }
 
 /// The event ids of lines as sent: what identifies them after enrichment.
@@ -57,44 +44,23 @@ fn raw_texts(events: &[IndexedEvent]) -> Vec<String> {
         .collect()
 }
 
-async fn wait_queue_empty(server: &TestServer) {
-    for _ in 0..600 {
-        if server.queue_stats().records == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("queue did not drain: {:?}", server.queue_stats());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_arrives_once_with_metadata() {
     let sink = HecSink::start(SinkOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(
-        dir.path(),
-        &splunk_output(&[sink.url()], "max_events = 500"),
-    )
-    .await;
+    let (_dir, mut server) =
+        start_forwarding(&splunk_output(&[sink.url()], "max_events = 500")).await;
     let lines = sample_lines();
     let client = server.http2();
     for chunk in lines.chunks(700) {
         post_raw(&server, &client, chunk).await;
     }
-    let resp = client
-        .post(server.url("/services/collector/event"))
-        .header("Authorization", format!("Splunk {INDEXED_TOKEN}"))
-        .body(r#"{"event":{"k":"v"},"time":"1700000000.25","host":"h1","fields":{"f":"x"}}{"event":"second"}"#)
-        .send()
+    let body = br#"{"event":{"k":"v"},"time":"1700000000.25","host":"h1","fields":{"f":"x"}}{"event":"second"}"#;
+    let resp = post(&client, &server.url(EVENT), INDEXED_TOKEN, body, false)
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     let total = lines.len() + 2;
-    assert!(
-        sink.wait_for(WAIT, |s| s.acknowledged().len() >= total)
-            .await
-    );
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, total, WAIT).await;
 
     let acked = sink.acknowledged();
     assert_eq!(acked.len(), total, "exactly once when nothing fails");
@@ -144,13 +110,11 @@ async fn every_sample_arrives_once_with_metadata() {
     assert_eq!(obj.fields.get("f"), Some(&Value::from("x")));
     let second = acked.iter().find(|e| e.event == "second").unwrap();
     assert_eq!(second.host, raw_one.host, "metadata does not carry over");
-    let metrics = server.metrics().await;
-    assert!(
-        metrics.contains(&format!(
+    server
+        .assert_metrics_contain(&format!(
             "sluice_output_events_total{{output=\"splunk\",result=\"delivered\"}} {total}"
-        )),
-        "{metrics}"
-    );
+        ))
+        .await;
     server.stop().await;
     sink.stop().await;
 }
@@ -159,8 +123,7 @@ async fn every_sample_arrives_once_with_metadata() {
 async fn sink_down_then_back_loses_nothing() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.down().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let (_dir, mut server) = start_forwarding(&splunk_output(&[sink.url()], "")).await;
     let lines: Vec<String> = sample_lines().into_iter().take(300).collect();
     let client = server.http1();
     post_raw(&server, &client, &lines[..150]).await;
@@ -172,13 +135,11 @@ async fn sink_down_then_back_loses_nothing() {
         "kept while Splunk is down"
     );
     sink.up().await;
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 300).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 300, WAIT).await;
     assert!(ids_of(&lines).is_subset(&arrived_ids(&sink.acknowledged())));
-    assert!(server
-        .metrics()
-        .await
-        .contains("sluice_output_retries_total{"));
+    server
+        .assert_metrics_contain("sluice_output_retries_total{")
+        .await;
     server.stop().await;
     sink.stop().await;
 }
@@ -191,19 +152,14 @@ async fn two_indexers_one_down_all_go_to_the_other() {
     let down = HecSink::start(SinkOptions::default()).await;
     down.faults()
         .fail_until_cleared(Target::All, Fault::busy(1));
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(
-        dir.path(),
-        &splunk_output(&[down.url(), up.url()], "max_events = 50"),
-    )
-    .await;
+    let (_dir, mut server) =
+        start_forwarding(&splunk_output(&[down.url(), up.url()], "max_events = 50")).await;
     let lines: Vec<String> = sample_lines().into_iter().take(400).collect();
     let client = server.http2();
     for chunk in lines.chunks(100) {
         post_raw(&server, &client, chunk).await;
     }
-    assert!(up.wait_for(WAIT, |s| s.acknowledged().len() >= 400).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &up, 400, WAIT).await;
     let tried = down.count("/services/collector/raw", Some(503))
         + down.count("/services/collector/event", Some(503));
     assert!(tried >= 1, "the failing indexer was never tried");
@@ -225,10 +181,8 @@ async fn two_indexers_one_down_all_go_to_the_other() {
 async fn lost_acks_are_resent_after_the_timeout() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.faults().acks(AckMode::Lost);
-    let dir = tempfile::tempdir().unwrap();
-    let out =
-        splunk_output(&[sink.url()], "").replace("ack_timeout = \"30s\"", "ack_timeout = \"1s\"");
-    let mut server = start(dir.path(), &out).await;
+    let out = splunk_output_acking(&[sink.url()], Some("1s"), "");
+    let (_dir, mut server) = start_forwarding(&out).await;
     let lines: Vec<String> = sample_lines().into_iter().take(50).collect();
     post_raw(&server, &server.http1(), &lines).await;
     assert!(sink.wait_for(WAIT, |s| s.indexed().len() >= 50).await);
@@ -238,14 +192,11 @@ async fn lost_acks_are_resent_after_the_timeout() {
         "not released without an ack"
     );
     sink.faults().acks(AckMode::Immediate);
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 50).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 50, WAIT).await;
     assert!(sink.indexed().len() >= 100, "the batch was sent again");
-    let metrics = server.metrics().await;
-    assert!(
-        metrics.contains("sluice_output_events_total{output=\"splunk\",result=\"resent\"}"),
-        "{metrics}"
-    );
+    server
+        .assert_metrics_contain("sluice_output_events_total{output=\"splunk\",result=\"resent\"}")
+        .await;
     server.stop().await;
     sink.stop().await;
 }
@@ -255,13 +206,11 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_delivered_once() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.faults()
         .poison(|o| o["event"].as_str().is_some_and(|s| s.contains("POISON")));
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let (_dir, mut server) = start_forwarding(&splunk_output(&[sink.url()], "")).await;
     let mut lines: Vec<String> = (0..40).map(|i| format!("{{\"n\":{i}}}")).collect();
     lines[17] = "{\"n\":\"POISON\"}".into();
     post_raw(&server, &server.http1(), &lines).await;
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 39).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 39, WAIT).await;
     let acked = sink.acknowledged();
     let keys = count_by_key(&acked);
     assert_eq!(keys.len(), 39, "{:?}", raw_texts(&acked));
@@ -270,21 +219,14 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_delivered_once() {
         "events before the poison are not resent"
     );
     assert!(raw_texts(&acked).iter().all(|t| !t.contains("POISON")));
-    let dead = server
-        .running
-        .as_ref()
-        .unwrap()
-        .queue()
-        .dead_letters()
-        .unwrap();
+    let dead = server.dead_letters();
     assert_eq!(dead.len(), 1);
     assert!(
         dead[0].1.event.contains("POISON") && dead[0].1.reason.contains("invalid-event-number")
     );
-    assert!(server
-        .metrics()
-        .await
-        .contains("result=\"dead_lettered\"} 1"));
+    server
+        .assert_metrics_contain("result=\"dead_lettered\"} 1")
+        .await;
     server.stop().await;
     sink.stop().await;
 }
@@ -294,18 +236,15 @@ async fn delivered_ack_ids_turn_true_only_after_the_sink_acked() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.faults().acks(AckMode::Lost);
     let dir = tempfile::tempdir().unwrap();
-    let out =
-        splunk_output(&[sink.url()], "").replace("ack_timeout = \"30s\"", "ack_timeout = \"2s\"");
-    let text = config_with_outputs(dir.path(), &out).replace(
+    let out = splunk_output_acking(&[sink.url()], Some("2s"), "");
+    let text = config_with_outputs(dir.path(), "", &out).replace(
         "name = \"acked\"\ntoken = \"aaaaaaaa-2222-4333-8444-555555555555\"\nack = \"durable\"",
         "name = \"acked\"\ntoken = \"aaaaaaaa-2222-4333-8444-555555555555\"\nack = \"delivered\"",
     );
     assert!(text.contains("ack = \"delivered\""));
     let mut server = TestServer::start_text(dir.path(), &text).await;
     let client = server.http1();
-    let resp = client
-        .post(server.url("/services/collector/event"))
-        .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+    let resp = authorized_post(&client, &server.url(EVENT), ACK_TOKEN)
         .header("X-Splunk-Request-Channel", CHANNEL)
         .body(r#"{"event":"e2e"}"#)
         .send()
@@ -314,9 +253,7 @@ async fn delivered_ack_ids_turn_true_only_after_the_sink_acked() {
     let (_, body) = answer(resp).await;
     let ack_id = body["ackId"].as_u64().unwrap();
     let poll = || async {
-        let resp = client
-            .post(server.url("/services/collector/ack"))
-            .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+        let resp = authorized_post(&client, &server.url(ACK), ACK_TOKEN)
             .header("X-Splunk-Request-Channel", CHANNEL)
             .body(format!("{{\"acks\":[{ack_id}]}}"))
             .send()
@@ -355,7 +292,7 @@ async fn the_default_file_output_archives_every_event() {
     let mut server = start(dir.path(), "").await;
     let lines: Vec<String> = sample_lines().into_iter().take(500).collect();
     post_raw(&server, &server.http2(), &lines).await;
-    wait_queue_empty(&server).await;
+    server.wait_queue_empty().await;
     server.stop().await;
     let mut archived = Vec::new();
     for entry in std::fs::read_dir(dir.path().join("archive")).unwrap() {
@@ -388,8 +325,7 @@ async fn a_revoked_token_pauses_the_output_and_it_resumes() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.faults()
         .fail_until_cleared(Target::Data, Fault::revoked());
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let (_dir, mut server) = start_forwarding(&splunk_output(&[sink.url()], "")).await;
     let lines: Vec<String> = sample_lines().into_iter().take(20).collect();
     post_raw(&server, &server.http1(), &lines).await;
     assert!(
@@ -403,10 +339,8 @@ async fn a_revoked_token_pauses_the_output_and_it_resumes() {
         "kept while the token is refused"
     );
     sink.faults().clear();
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 20).await);
-    wait_queue_empty(&server).await;
-    let metrics = server.metrics().await;
-    assert!(metrics.contains("code=\"403\""), "{metrics}");
+    wait_delivered(&server, &sink, 20, WAIT).await;
+    server.assert_metrics_contain("code=\"403\"").await;
     server.stop().await;
     sink.stop().await;
 }
@@ -416,16 +350,14 @@ async fn busy_indexers_are_retried_and_large_batches_split_on_413() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.faults().fail_next(Target::Data, 3, Fault::busy(1));
     sink.faults().max_body_bytes(Some(20_000));
-    let dir = tempfile::tempdir().unwrap();
     let out = splunk_output(
         &[sink.url()],
         "compression = \"none\"\nmax_compressed_bytes = 100000\nmax_bytes = 100000",
     );
-    let mut server = start(dir.path(), &out).await;
+    let (_dir, mut server) = start_forwarding(&out).await;
     let lines: Vec<String> = sample_lines().into_iter().take(200).collect();
     post_raw(&server, &server.http2(), &lines).await;
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 200).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 200, WAIT).await;
     assert!(sink.count("/services/collector/event", Some(503)) >= 3);
     assert!(sink.count("/services/collector/event", Some(413)) >= 1);
     let keys = count_by_key(&sink.acknowledged());
@@ -439,22 +371,12 @@ async fn busy_indexers_are_retried_and_large_batches_split_on_413() {
 async fn dead_letter_after_gives_up_on_an_unreachable_indexer() {
     let sink = HecSink::start(SinkOptions::default()).await;
     sink.down().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(
-        dir.path(),
-        &splunk_output(&[sink.url()], "dead_letter_after = \"1s\""),
-    )
-    .await;
+    let (_dir, mut server) =
+        start_forwarding(&splunk_output(&[sink.url()], "dead_letter_after = \"1s\"")).await;
     let lines: Vec<String> = sample_lines().into_iter().take(10).collect();
     post_raw(&server, &server.http1(), &lines).await;
-    wait_queue_empty(&server).await;
-    let dead = server
-        .running
-        .as_ref()
-        .unwrap()
-        .queue()
-        .dead_letters()
-        .unwrap();
+    server.wait_queue_empty().await;
+    let dead = server.dead_letters();
     assert_eq!(dead.len(), 10);
     assert!(dead
         .iter()
@@ -466,22 +388,17 @@ async fn dead_letter_after_gives_up_on_an_unreachable_indexer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_sample_raw_lines_go_to_splunk_raw_with_their_metadata() {
     let sink = HecSink::start(SinkOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let (_dir, mut server) = start_forwarding(&splunk_output(&[sink.url()], "")).await;
     let client = server.http1();
     let body = "Nov 26 10:00:00 fw1 kernel: DROP src=192.0.2.1\nNov 26 10:00:01 fw1 kernel: DROP src=192.0.2.2\n";
-    let resp = client
-        .post(server.url("/services/collector/raw?sourcetype=syslog&host=fw1&index=net"))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .body(body)
-        .send()
+    let url = server.url(&format!("{RAW}?sourcetype=syslog&host=fw1&index=net"));
+    let resp = post(&client, &url, TOKEN, body.as_bytes(), false)
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     let samples: Vec<String> = sample_lines().into_iter().take(3).collect();
     post_raw(&server, &client, &samples).await;
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 5).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 5, WAIT).await;
     let acked = sink.acknowledged();
     let raw: Vec<&IndexedEvent> = acked
         .iter()
@@ -515,13 +432,11 @@ async fn sticky_cookies_are_sent_back_on_event_and_ack() {
         ..SinkOptions::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let out = splunk_output(&[sink.url()], "max_events = 10\nconcurrency = 1");
-    let mut server = start(dir.path(), &out).await;
+    let (_dir, mut server) = start_forwarding(&out).await;
     let lines: Vec<String> = sample_lines().into_iter().take(50).collect();
     post_raw(&server, &server.http1(), &lines).await;
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 50).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 50, WAIT).await;
     let requests = sink.requests();
     let event_reqs: Vec<_> = requests
         .iter()
@@ -555,22 +470,18 @@ async fn a_token_without_indexer_acks_counts_200_as_delivered() {
         ..SinkOptions::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &splunk_output(&[sink.url()], "")).await;
+    let (_dir, mut server) = start_forwarding(&splunk_output(&[sink.url()], "")).await;
     let lines: Vec<String> = sample_lines().into_iter().take(30).collect();
     post_raw(&server, &server.http1(), &lines).await;
-    assert!(sink.wait_for(WAIT, |s| s.acknowledged().len() >= 30).await);
-    wait_queue_empty(&server).await;
+    wait_delivered(&server, &sink, 30, WAIT).await;
     assert_eq!(
         sink.count("/services/collector/ack", None),
         0,
         "nothing to poll"
     );
-    let metrics = server.metrics().await;
-    assert!(
-        metrics.contains("sluice_output_ack_unavailable_total{output=\"splunk\"}"),
-        "{metrics}"
-    );
+    server
+        .assert_metrics_contain("sluice_output_ack_unavailable_total{output=\"splunk\"}")
+        .await;
     server.stop().await;
     sink.stop().await;
 }
@@ -592,7 +503,7 @@ async fn the_channel_per_indexer_survives_a_restart() {
             sink.wait_for(WAIT, |s| s.acknowledged().len() > round)
                 .await
         );
-        wait_queue_empty(&server).await;
+        server.wait_queue_empty().await;
         server.stop().await;
         seen.extend(sink.requests().iter().filter_map(|r| r.channel.clone()));
     }
@@ -654,8 +565,7 @@ async fn the_splunk_output_speaks_tls_with_ca_file_client_certs_and_skip_verify(
     ];
     for (name, sink, extra, delivers) in cases {
         let before = sink.acknowledged().len();
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = start(dir.path(), &splunk_output(&[sink.url()], &extra)).await;
+        let (_dir, mut server) = start_forwarding(&splunk_output(&[sink.url()], &extra)).await;
         post_raw(&server, &server.http1(), &lines).await;
         if delivers {
             assert!(
@@ -663,7 +573,7 @@ async fn the_splunk_output_speaks_tls_with_ca_file_client_certs_and_skip_verify(
                     .await,
                 "{name}: not delivered"
             );
-            wait_queue_empty(&server).await;
+            server.wait_queue_empty().await;
         } else {
             // The handshake fails: retried, never delivered, still queued.
             let m = || async { server.metrics().await };

@@ -1,34 +1,14 @@
 //! kill -9 while forwarding: after a restart every event a client got a 200
 //! for reaches the indexer at least once.
 
-#[path = "support/hec_sink.rs"]
-mod hec_sink;
-#[path = "support/process.rs"]
-mod process;
-mod support;
-
-use hec_sink::*;
-use process::*;
+use crate::support::hec_sink::*;
+use crate::support::process::*;
+use crate::support::*;
 use std::collections::HashSet;
 use std::time::Duration;
-use support::*;
 
-fn config(dir: &std::path::Path, sink_url: &str) -> std::path::PathBuf {
-    let outputs = format!(
-        r#"
-[[outputs]]
-name = "splunk"
-type = "splunk"
-urls = ["{sink_url}"]
-token = "{SINK_TOKEN}"
-max_events = 40
-ack_poll_interval = "100ms"
-ack_timeout = "5s"
-retry_initial = "50ms"
-retry_max = "500ms"
-linger = "10ms"
-"#
-    );
+fn config(dir: &std::path::Path, sink_url: String) -> std::path::PathBuf {
+    let outputs = splunk_output_acking(&[sink_url], Some("5s"), "max_events = 40");
     let text = with_outputs(&json_log_config(dir, &[]), &outputs);
     write_file(dir, "sluice.toml", &text)
 }
@@ -48,7 +28,7 @@ async fn kill_9_mid_forward_then_restart_delivers_every_acknowledged_event() {
     // Slow acks keep batches in flight when the process dies.
     sink.faults().acks(AckMode::Delayed(Duration::from_secs(2)));
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &sink.url());
+    let cfg = config(dir.path(), sink.url());
     let mut accepted: HashSet<String> = HashSet::new();
     for round in 0..2 {
         let (mut proc, hec) = tokio::task::block_in_place(|| {
@@ -61,17 +41,16 @@ async fn kill_9_mid_forward_then_restart_delivers_every_acknowledged_event() {
             (p, hec)
         });
         let client = client(&dir.path().join("tls/ca.pem"), false);
-        let url = format!("https://127.0.0.1:{}/services/collector/raw?channel={CHANNEL}&sourcetype=cloudflare:network_analytics", hec.port());
+        let url = format!(
+            "https://127.0.0.1:{}{RAW}?channel={CHANNEL}&sourcetype=cloudflare:network_analytics",
+            hec.port()
+        );
         for batch in 0..8 {
             let lines: Vec<String> = (0..50)
                 .map(|i| format!("{{\"round\":{round},\"batch\":{batch},\"i\":{i}}}"))
                 .collect();
-            let resp = client
-                .post(&url)
-                .header("Authorization", format!("Splunk {TOKEN}"))
-                .body(lines.join("\n"))
-                .send()
-                .await;
+            let body = lines.join("\n");
+            let resp = post(&client, &url, TOKEN, body.as_bytes(), false).await;
             if resp.is_ok_and(|r| r.status() == 200) {
                 accepted.extend(lines);
             }

@@ -4,8 +4,7 @@
 //!
 //! Codes that need special server states (9, 18, 23) are covered elsewhere.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 use base64::Engine;
 use flate2::write::GzEncoder;
@@ -15,10 +14,8 @@ use serde_json::{json, Value};
 use std::io::Write;
 
 const JSON_UTF8: &str = "application/json; charset=UTF-8";
-const EVENT: &str = "/services/collector/event";
-const RAW: &str = "/services/collector/raw";
-const ACK: &str = "/services/collector/ack";
-const HEALTH: &str = "/services/collector/health";
+/// A well-formed token no config defines.
+const UNKNOWN_TOKEN: &str = "99999999-2222-4333-8444-555555555555";
 
 /// A request to send (cloned per client).
 #[derive(Clone, Debug)]
@@ -54,6 +51,11 @@ impl Req {
     /// `Authorization: Splunk <token>`.
     fn auth(self, token: &str) -> Req {
         self.header("Authorization", format!("Splunk {token}"))
+    }
+
+    /// A POST to `path` with the ack token and `channel` in the header.
+    fn acked(path: impl Into<String>, channel: &str) -> Req {
+        Req::post(path).auth(ACK_TOKEN).channel(channel)
     }
 
     /// `X-Splunk-Request-Channel: <channel>`.
@@ -142,27 +144,42 @@ async fn expect_both(server: &TestServer, req: &Req, status: u16, body: Value) {
     }
 }
 
-/// `{"text":..,"code":..}`.
-fn hec(text: &str, code: u16) -> Value {
-    json!({"text": text, "code": code})
+/// Splunk's refusals in its auth order for `base`, a request without
+/// `Authorization`: as it is 401 code 2, with each of `bad_headers` as its
+/// `Authorization` 401 code 3, with an unknown token 403 code 4.
+async fn expect_auth_refusals(server: &TestServer, base: &Req, bad_headers: &[&str]) {
+    expect_both(server, base, 401, hec("Token is required", 2)).await;
+    for bad in bad_headers {
+        let req = base.clone().header("Authorization", *bad);
+        expect_both(server, &req, 401, hec("Invalid authorization", 3)).await;
+    }
+    let req = base.clone().auth(UNKNOWN_TOKEN);
+    expect_both(server, &req, 403, hec("Invalid token", 4)).await;
+}
+
+/// Sends the `/ack` poll `req` and asserts 200 with `{"acks": acks}`.
+async fn expect_acks(client: &reqwest::Client, server: &TestServer, req: &Req, acks: Value) {
+    expect(client, server, req, 200, json!({ "acks": acks })).await;
+}
+
+/// The 400 answer to `?token=` for a token that does not allow it.
+fn query_auth_off() -> Value {
+    hec("Query string authorization is not enabled", 16)
+}
+
+/// The 404 answer for a path that is not HEC's.
+fn not_found() -> Value {
+    hec("The requested URL was not found on this server.", 404)
+}
+
+/// The 405 answer for a HEC path and the wrong method.
+fn not_allowed() -> Value {
+    hec("Method Not Allowed", 405)
 }
 
 /// `{"text":..,"code":..,"invalid-event-number":n}`.
 fn hec_at(text: &str, code: u16, n: u64) -> Value {
     json!({"text": text, "code": code, "invalid-event-number": n})
-}
-
-fn success() -> Value {
-    hec("Success", 0)
-}
-
-fn success_ack(id: u64) -> Value {
-    json!({"text": "Success", "code": 0, "ackId": id})
-}
-
-/// A valid channel GUID numbered `n` (lower-case).
-fn channel_n(n: u32) -> String {
-    format!("{n:08x}-1111-4222-8333-444444444444")
 }
 
 /// `Authorization: Basic base64(user:password)`.
@@ -179,9 +196,7 @@ fn last_record(server: &TestServer) -> sluice::queue::Record {
 }
 
 async fn dir_and_server() -> (tempfile::TempDir, TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    (dir, server)
+    start_in_tempdir(|dir| config_text(dir, "", "")).await
 }
 
 // ---------------------------------------------------------------------------
@@ -199,10 +214,7 @@ async fn code_0_success_with_and_without_ack_id() {
 
     for (i, (client, version)) in clients(&server).into_iter().enumerate() {
         let ch = channel_n(i as u32 + 1);
-        let ev = Req::post(EVENT)
-            .auth(ACK_TOKEN)
-            .channel(&ch)
-            .body(r#"{"event":"acked"}"#);
+        let ev = Req::acked(EVENT, &ch).body(r#"{"event":"acked"}"#);
         let a = expect(&client, &server, &ev, 200, success_ack(0)).await;
         assert_eq!(a.version, version);
         expect(&client, &server, &ev, 200, success_ack(1)).await;
@@ -224,23 +236,7 @@ async fn auth_codes_1_2_3_4() {
             hec("Token disabled", 1),
         )
         .await;
-        expect_both(&server, &base, 401, hec("Token is required", 2)).await;
-        for bad in ["Bearer x", "Splunk", "Basic !!!"] {
-            expect_both(
-                &server,
-                &base.clone().header("Authorization", bad),
-                401,
-                hec("Invalid authorization", 3),
-            )
-            .await;
-        }
-        expect_both(
-            &server,
-            &base.clone().auth("99999999-2222-4333-8444-555555555555"),
-            403,
-            hec("Invalid token", 4),
-        )
-        .await;
+        expect_auth_refusals(&server, &base, &["Bearer x", "Splunk", "Basic !!!"]).await;
     }
     // /ack checks auth the same way.
     expect_both(
@@ -469,7 +465,7 @@ async fn code_14_ack_disabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_16_query_token_not_enabled() {
     let (_dir, mut server) = dir_and_server().await;
-    let want = hec("Query string authorization is not enabled", 16);
+    let want = query_auth_off();
     for path in [EVENT, RAW] {
         let req = Req::post(format!("{path}?token={TOKEN}")).body(r#"{"event":"x"}"#);
         expect_both(&server, &req, 400, want.clone()).await;
@@ -497,22 +493,15 @@ async fn code_17_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_path_404_and_wrong_method_405() {
     let (_dir, mut server) = dir_and_server().await;
-    let not_found = hec("The requested URL was not found on this server.", 404);
     for path in [
         "/services/collector/nope",
         "/",
         "/services/collector/event/2.0",
     ] {
-        expect_both(
-            &server,
-            &Req::post(path).auth(TOKEN).body("{}"),
-            404,
-            not_found.clone(),
-        )
-        .await;
-        expect_both(&server, &Req::get(path), 404, not_found.clone()).await;
+        let req = Req::post(path).auth(TOKEN).body("{}");
+        expect_both(&server, &req, 404, not_found()).await;
+        expect_both(&server, &Req::get(path), 404, not_found()).await;
     }
-    let not_allowed = hec("Method Not Allowed", 405);
     for path in [
         EVENT,
         "/services/collector",
@@ -520,19 +509,13 @@ async fn unknown_path_404_and_wrong_method_405() {
         RAW,
         ACK,
     ] {
-        expect_both(
-            &server,
-            &Req::get(path).auth(TOKEN),
-            405,
-            not_allowed.clone(),
-        )
-        .await;
+        expect_both(&server, &Req::get(path).auth(TOKEN), 405, not_allowed()).await;
     }
     let put = Req {
         method: Method::PUT,
         ..Req::post(EVENT).auth(TOKEN).body(r#"{"event":"x"}"#)
     };
-    expect_both(&server, &put, 405, not_allowed).await;
+    expect_both(&server, &put, 405, not_allowed()).await;
     assert_eq!(server.queue_stats().events, 0);
     server.stop().await;
 }
@@ -543,31 +526,14 @@ async fn code_413_body_over_max_body_bytes() {
     let mut server = TestServer::start_with(dir.path(), "max_body_bytes = 1000", "").await;
     let too_large = hec("Content too large", 413);
     let big_event = format!(r#"{{"event":"{}"}}"#, "x".repeat(2000));
-    expect_both(
-        &server,
-        &Req::post(EVENT).auth(TOKEN).body(big_event.clone()),
-        413,
-        too_large.clone(),
-    )
-    .await;
     let big_raw = "y".repeat(1500) + "\n";
-    expect_both(
-        &server,
-        &Req::post(RAW).auth(TOKEN).body(big_raw),
-        413,
-        too_large.clone(),
-    )
-    .await;
     // A body far over the cap (several HTTP/2 flow-control windows): the
     // answer still arrives, the connection is not just reset.
     let huge = "z\n".repeat(300_000);
-    expect_both(
-        &server,
-        &Req::post(RAW).auth(TOKEN).body(huge),
-        413,
-        too_large.clone(),
-    )
-    .await;
+    for (path, body) in [(EVENT, big_event), (RAW, big_raw), (RAW, huge)] {
+        let req = Req::post(path).auth(TOKEN).body(body);
+        expect_both(&server, &req, 413, too_large.clone()).await;
+    }
     assert_eq!(server.queue_stats().records, 0);
     // Just under the cap is fine.
     let small = format!(r#"{{"event":"{}"}}"#, "x".repeat(900));
@@ -642,45 +608,23 @@ async fn check_order_matches_splunk() {
     let oversized = vec![b'x'; 5000];
 
     // Route/method before anything.
-    expect_both(
-        &server,
-        &Req::post(format!("/nope?token={TOKEN}")),
-        404,
-        hec("The requested URL was not found on this server.", 404),
-    )
-    .await;
-    expect_both(
-        &server,
-        &Req::get(format!("{EVENT}?token={TOKEN}")),
-        405,
-        hec("Method Not Allowed", 405),
-    )
-    .await;
+    let req = Req::post(format!("/nope?token={TOKEN}"));
+    expect_both(&server, &req, 404, not_found()).await;
+    let req = Req::get(format!("{EVENT}?token={TOKEN}"));
+    expect_both(&server, &req, 405, not_allowed()).await;
 
     // `?token=` (query auth off) before the header, even a valid one.
     let req = Req::post(format!("{EVENT}?token={TOKEN}"))
         .auth(TOKEN)
         .body(r#"{"event":"x"}"#);
-    expect_both(
-        &server,
-        &req,
-        400,
-        hec("Query string authorization is not enabled", 16),
-    )
-    .await;
+    expect_both(&server, &req, 400, query_auth_off()).await;
     // ... and before a bad header, channel, encoding and size.
     let req = Req::post(format!("{EVENT}?token={TOKEN}"))
         .header("Authorization", "Bearer x")
         .channel("bad")
         .header("Content-Encoding", "deflate")
         .body(oversized.clone());
-    expect_both(
-        &server,
-        &req,
-        400,
-        hec("Query string authorization is not enabled", 16),
-    )
-    .await;
+    expect_both(&server, &req, 400, query_auth_off()).await;
 
     // Auth before channel: a disabled token with a missing or bad channel is 1.
     let req = Req::post(EVENT)
@@ -699,26 +643,10 @@ async fn check_order_matches_splunk() {
         .channel("bad")
         .header("Content-Encoding", "deflate")
         .body(oversized.clone());
-    expect_both(&server, &rest, 401, hec("Token is required", 2)).await;
-    expect_both(
-        &server,
-        &rest.clone().header("Authorization", "Bearer x"),
-        401,
-        hec("Invalid authorization", 3),
-    )
-    .await;
-    expect_both(
-        &server,
-        &rest.clone().auth("99999999-2222-4333-8444-555555555555"),
-        403,
-        hec("Invalid token", 4),
-    )
-    .await;
+    expect_auth_refusals(&server, &rest, &["Bearer x"]).await;
 
     // Channel before encoding (and size).
-    let req = Req::post(EVENT)
-        .auth(ACK_TOKEN)
-        .channel("bad")
+    let req = Req::acked(EVENT, "bad")
         .header("Content-Encoding", "deflate")
         .body(oversized.clone());
     expect_both(&server, &req, 400, hec("Invalid data channel", 11)).await;
@@ -757,10 +685,7 @@ async fn ack_ids_per_channel_and_polling() {
         let other = channel_n(20 + i as u32);
         let unused = channel_n(30 + i as u32);
 
-        let ev = Req::post(EVENT)
-            .auth(ACK_TOKEN)
-            .channel(&upper)
-            .body(r#"{"event":"one"}"#);
+        let ev = Req::acked(EVENT, &upper).body(r#"{"event":"one"}"#);
         let a = expect(&client, &server, &ev, 200, success_ack(0)).await;
         assert_eq!(a.version, version);
         let raw = Req::post(format!("{RAW}?channel={lower}"))
@@ -768,67 +693,51 @@ async fn ack_ids_per_channel_and_polling() {
             .body("two\n");
         expect(&client, &server, &raw, 200, success_ack(1)).await;
         // Another channel starts at 0.
-        let ev_other = Req::post(EVENT)
-            .auth(ACK_TOKEN)
-            .channel(&other)
-            .body(r#"{"event":"three"}"#);
+        let ev_other = Req::acked(EVENT, &other).body(r#"{"event":"three"}"#);
         expect(&client, &server, &ev_other, 200, success_ack(0)).await;
 
         // Poll with the lower-case channel in the header.
-        let poll = Req::post(ACK)
-            .auth(ACK_TOKEN)
-            .channel(&lower)
-            .body(r#"{"acks":[0,1,5]}"#);
-        expect(
+        let poll = Req::acked(ACK, &lower).body(r#"{"acks":[0,1,5]}"#);
+        expect_acks(
             &client,
             &server,
             &poll,
-            200,
-            json!({"acks": {"0": true, "1": true, "5": false}}),
+            json!({"0": true, "1": true, "5": false}),
         )
         .await;
         // Forgotten after true.
-        expect(
+        expect_acks(
             &client,
             &server,
             &poll,
-            200,
-            json!({"acks": {"0": false, "1": false, "5": false}}),
+            json!({"0": false, "1": false, "5": false}),
         )
         .await;
         // A channel that never sent anything knows no ids.
         let poll_unused = Req::post(format!("{ACK}?channel={unused}"))
             .auth(ACK_TOKEN)
             .body(r#"{"acks":[0,1]}"#);
-        expect(
+        expect_acks(
             &client,
             &server,
             &poll_unused,
-            200,
-            json!({"acks": {"0": false, "1": false}}),
+            json!({"0": false, "1": false}),
         )
         .await;
         // The other channel: its own id 0 is true, id 1 (of the first channel) false.
-        let poll_other = Req::post(ACK)
-            .auth(ACK_TOKEN)
-            .channel(&other)
-            .body(r#"{"acks":[1,0]}"#);
-        expect(
+        let poll_other = Req::acked(ACK, &other).body(r#"{"acks":[1,0]}"#);
+        expect_acks(
             &client,
             &server,
             &poll_other,
-            200,
-            json!({"acks": {"0": true, "1": false}}),
+            json!({"0": true, "1": false}),
         )
         .await;
 
         // Ids keep counting on the first channel after a poll.
         expect(&client, &server, &ev, 200, success_ack(2)).await;
-        let poll = Req::post(ACK)
-            .auth(ACK_TOKEN)
-            .channel(&upper)
-            .body(r#"{"acks":[2]}"#);
-        expect(&client, &server, &poll, 200, json!({"acks": {"2": true}})).await;
+        let poll = Req::acked(ACK, &upper).body(r#"{"acks":[2]}"#);
+        expect_acks(&client, &server, &poll, json!({"2": true})).await;
     }
     assert_eq!(server.queue_stats().events, 8);
     server.stop().await;
@@ -839,42 +748,20 @@ async fn ack_poll_gzip_body_and_1_0_path() {
     let (_dir, mut server) = dir_and_server().await;
     for (i, (client, _)) in clients(&server).into_iter().enumerate() {
         let ch = channel_n(40 + i as u32);
-        let ev = Req::post(EVENT)
-            .auth(ACK_TOKEN)
-            .channel(&ch)
-            .body(r#"{"event":"x"}"#);
+        let ev = Req::acked(EVENT, &ch).body(r#"{"event":"x"}"#);
         expect(&client, &server, &ev, 200, success_ack(0)).await;
         expect(&client, &server, &ev, 200, success_ack(1)).await;
         // Vector gzips its /ack bodies.
-        let poll = Req::post(ACK)
-            .auth(ACK_TOKEN)
-            .channel(&ch)
-            .body(r#"{"acks":[0]}"#)
-            .gzipped();
-        expect(&client, &server, &poll, 200, json!({"acks": {"0": true}})).await;
-        let poll = Req::post("/services/collector/ack/1.0")
-            .auth(ACK_TOKEN)
-            .channel(&ch)
-            .body(r#"{"acks":[0,1]}"#);
-        expect(
-            &client,
-            &server,
-            &poll,
-            200,
-            json!({"acks": {"0": false, "1": true}}),
-        )
-        .await;
+        let poll = Req::acked(ACK, &ch).body(r#"{"acks":[0]}"#).gzipped();
+        expect_acks(&client, &server, &poll, json!({"0": true})).await;
+        let poll = Req::acked("/services/collector/ack/1.0", &ch).body(r#"{"acks":[0,1]}"#);
+        expect_acks(&client, &server, &poll, json!({"0": false, "1": true})).await;
         // An empty or broken ack body.
-        let poll = Req::post(ACK).auth(ACK_TOKEN).channel(&ch);
+        let poll = Req::acked(ACK, &ch);
         expect(&client, &server, &poll, 400, hec("No data", 5)).await;
-        let poll = Req::post(ACK)
-            .auth(ACK_TOKEN)
-            .channel(&ch)
-            .body(r#"{"acks":"x"}"#);
+        let poll = Req::acked(ACK, &ch).body(r#"{"acks":"x"}"#);
         expect(&client, &server, &poll, 400, hec("Invalid data format", 6)).await;
-        let poll = Req::post(ACK)
-            .auth(ACK_TOKEN)
-            .channel(&ch)
+        let poll = Req::acked(ACK, &ch)
             .header("Content-Encoding", "deflate")
             .body(r#"{"acks":[0]}"#);
         expect(
@@ -1103,8 +990,7 @@ async fn logpush_probe_is_raw_only_and_acked_at_once() {
     let probe = std::fs::read(sample("logpush-probe.json.gz")).expect("probe sample");
     let c = server.http2();
     let send = |path: String, token: &'static str| {
-        c.post(server.url(&path))
-            .header("Authorization", format!("Splunk {token}"))
+        crate::support::process::authorized_post(&c, &server.url(&path), token)
             .header("Content-Encoding", "gzip")
             .body(probe.clone())
             .send()
@@ -1130,14 +1016,7 @@ async fn logpush_probe_is_raw_only_and_acked_at_once() {
     .await;
     assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
     let id = body["ackId"].as_u64().expect("an ackId on an ack token");
-    let resp = c
-        .post(server.url(&format!("{ACK}?channel={CHANNEL}")))
-        .header("Authorization", format!("Splunk {ACK_TOKEN}"))
-        .body(json!({ "acks": [id] }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let (_, acks) = answer(resp).await;
+    let (_, acks) = poll_ack(&c, &server.base, ACK_TOKEN, CHANNEL, id).await;
     assert_eq!(acks["acks"][id.to_string()], json!(true), "{acks}");
     let stats = server.queue_stats();
     assert_eq!(
@@ -1238,10 +1117,7 @@ fn bad_requests() -> Vec<(Req, u16)> {
             400,
         ),
         (Req::post(EVENT).auth(ACK_TOKEN).body(ev), 400),
-        (
-            Req::post(EVENT).auth(ACK_TOKEN).channel("bad").body(ev),
-            400,
-        ),
+        (Req::acked(EVENT, "bad").body(ev), 400),
         (Req::post(EVENT).auth(TOKEN).body(r#"{"host":"h"}"#), 400),
         (Req::post(EVENT).auth(TOKEN).body(r#"{"event":""}"#), 400),
         (Req::post(ACK).auth(TOKEN).body(r#"{"acks":[0]}"#), 400),
@@ -1304,10 +1180,7 @@ async fn nothing_accepted_is_lost_after_bad_requests() {
             .auth(TOKEN)
             .body(r#"{"event":1}{"event":2}"#),
         Req::post(RAW).auth(TOKEN).body("a\nb\nc\n").gzipped(),
-        Req::post(EVENT)
-            .auth(ACK_TOKEN)
-            .channel(CHANNEL)
-            .body(r#"{"event":"acked"}"#),
+        Req::acked(EVENT, CHANNEL).body(r#"{"event":"acked"}"#),
         Req::post(format!("{EVENT}?token={QUERY_TOKEN}")).body(r#"{"event":"q"}"#),
     ];
     for req in &good {
@@ -1338,18 +1211,8 @@ async fn nothing_accepted_is_lost_after_bad_requests() {
         }
     }
     // The accepted ack id is still answerable, and new requests still work.
-    let poll = Req::post(ACK)
-        .auth(ACK_TOKEN)
-        .channel(CHANNEL)
-        .body(r#"{"acks":[0]}"#);
-    expect(
-        &server.http2(),
-        &server,
-        &poll,
-        200,
-        json!({"acks": {"0": true}}),
-    )
-    .await;
+    let poll = Req::acked(ACK, CHANNEL).body(r#"{"acks":[0]}"#);
+    expect_acks(&server.http2(), &server, &poll, json!({"0": true})).await;
     expect_both(&server, &good[0], 200, success()).await;
     assert_eq!(server.queue_stats().events, before.events + 4);
     server.stop().await;
@@ -1388,7 +1251,7 @@ async fn metrics_count_bad_requests() {
         &server,
         &Req::post("/nope"),
         404,
-        hec("The requested URL was not found on this server.", 404),
+        not_found(),
     )
     .await;
     let metrics = server.metrics().await;

@@ -1,20 +1,11 @@
 //! The test HEC sink itself, checked against the real protocol over HTTP: if
 //! the sink is not faithful, every forwarding test built on it proves nothing.
 
-#[path = "support/hec_sink.rs"]
-mod hec_sink;
-mod support;
-
-use hec_sink::*;
+use crate::support::hec_sink::*;
+use crate::support::{answer, gzip, healthy, hec, success, success_ack, ACK, EVENT, HEALTH, RAW};
 use serde_json::{json, Value};
 use sluice::hec::Channel;
 use std::time::Duration;
-use support::{answer, gzip};
-
-const EVENT: &str = "/services/collector/event";
-const RAW: &str = "/services/collector/raw";
-const ACK: &str = "/services/collector/ack";
-const HEALTH: &str = "/services/collector/health";
 
 /// An authorised POST to `path` on `channel` (None: no channel).
 fn post(
@@ -32,33 +23,31 @@ fn post(
     }
 }
 
+/// Sends `r`; the status and JSON body of the answer.
+async fn reply(r: reqwest::RequestBuilder) -> (u16, Value) {
+    answer(r.send().await.expect("send")).await
+}
+
 async fn send_event(sink: &HecSink, c: &reqwest::Client, ch: &str, body: &str) -> (u16, Value) {
-    answer(
-        post(sink, c, EVENT, Some(ch))
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await
+    reply(post(sink, c, EVENT, Some(ch)).body(body.to_string())).await
 }
 
 async fn poll(sink: &HecSink, c: &reqwest::Client, ch: &str, ids: &[u64]) -> Value {
     let body = json!({ "acks": ids }).to_string();
-    let (status, v) = answer(
-        post(sink, c, ACK, Some(ch))
-            .body(body)
-            .send()
-            .await
-            .expect("ack"),
-    )
-    .await;
+    let (status, v) = reply(post(sink, c, ACK, Some(ch)).body(body)).await;
     assert_eq!(status, 200, "{v}");
     v
 }
 
 fn channel() -> String {
     Channel::random().to_string().to_uppercase()
+}
+
+/// A sink with default options, a client for it and a new channel.
+async fn started() -> (HecSink, reqwest::Client, String) {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    let c = sink.client();
+    (sink, c, channel())
 }
 
 #[tokio::test]
@@ -68,7 +57,7 @@ async fn ack_ids_per_channel_forgotten_after_true() {
     let (a, b) = (channel(), channel());
     assert_eq!(
         send_event(&sink, &c, &a, r#"{"event":"a0"}"#).await,
-        (200, json!({"text":"Success","code":0,"ackId":0}))
+        (200, success_ack(0))
     );
     assert_eq!(
         send_event(&sink, &c, &b, r#"{"event":"b0"}"#).await.1["ackId"],
@@ -80,7 +69,7 @@ async fn ack_ids_per_channel_forgotten_after_true() {
         .post(url)
         .header("Authorization", format!("Splunk {SINK_TOKEN}"))
         .body(r#"{"event":"b1"}"#);
-    assert_eq!(answer(r.send().await.unwrap()).await.1["ackId"], 1);
+    assert_eq!(reply(r).await.1["ackId"], 1);
 
     // Id 1 exists only on channel b; unknown ids are false.
     assert_eq!(
@@ -105,21 +94,16 @@ async fn ack_ids_per_channel_forgotten_after_true() {
 
 #[tokio::test]
 async fn event_bodies_gzip_arrays_and_every_event_path() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     let batch = r#"{"event":{"n":1},"time":"1700000000.5","host":"h1","source":"s1","sourcetype":"st1","index":"i1","fields":{"event_id":"e1","colo":["a","b"]}}
 {"event":"two"}{"event":3,"time":1700000000123}"#;
     let r = post(&sink, &c, EVENT, Some(&ch))
         .header("Content-Encoding", "gzip")
         .body(gzip(batch.as_bytes()));
-    assert_eq!(
-        answer(r.send().await.unwrap()).await,
-        (200, json!({"text":"Success","code":0,"ackId":0}))
-    );
+    assert_eq!(reply(r).await, (200, success_ack(0)));
     for path in ["/services/collector/event/1.0", "/services/collector"] {
         let r = post(&sink, &c, path, Some(&ch)).body(r#"[{"event":"arr1"}, {"event":"arr2"}]"#);
-        assert_eq!(answer(r.send().await.unwrap()).await.0, 200, "{path}");
+        assert_eq!(reply(r).await.0, 200, "{path}");
     }
     let got = sink.indexed();
     assert_eq!(got.len(), 7);
@@ -148,30 +132,28 @@ async fn event_bodies_gzip_arrays_and_every_event_path() {
         .header("Content-Encoding", "gzip")
         .body(gzip(br#"{"acks":[0,1,2]}"#));
     assert_eq!(
-        answer(r.send().await.unwrap()).await.1,
+        reply(r).await.1,
         json!({"acks":{"0":true,"1":true,"2":true}})
     );
     // No objects at all: code 5; bad gzip: code 6; deflate: 415.
     assert_eq!(
         send_event(&sink, &c, &ch, " [] ").await,
-        (400, json!({"text":"No data","code":5}))
+        (400, hec("No data", 5))
     );
     let r = post(&sink, &c, EVENT, Some(&ch))
         .header("Content-Encoding", "gzip")
         .body("not gzip");
-    assert_eq!(answer(r.send().await.unwrap()).await.1["code"], 6);
+    assert_eq!(reply(r).await.1["code"], 6);
     let r = post(&sink, &c, EVENT, Some(&ch))
         .header("Content-Encoding", "deflate")
         .body("x");
-    assert_eq!(answer(r.send().await.unwrap()).await.0, 415);
+    assert_eq!(reply(r).await.0, 415);
     assert_eq!(sink.indexed().len(), 7);
 }
 
 #[tokio::test]
 async fn invalid_event_number_indexes_the_prefix() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     let body = r#"{"event":"ok0"}{"event":"ok1"}{"event":null}{"event":"never"}"#;
     assert_eq!(
         send_event(&sink, &c, &ch, body).await,
@@ -211,7 +193,7 @@ async fn invalid_event_number_indexes_the_prefix() {
     let tail = json!({"event":{"i":4}}).to_string();
     assert_eq!(
         send_event(&sink, &c, &ch, &tail).await,
-        (200, json!({"text":"Success","code":0,"ackId":0}))
+        (200, success_ack(0))
     );
     sink.faults().clear();
     assert_eq!(
@@ -233,51 +215,24 @@ async fn auth_and_channel_are_checked_in_splunk_order() {
     let sink = HecSink::start(SinkOptions::default()).await;
     let c = sink.client();
     let url = format!("{}{EVENT}", sink.url());
-    let r = c.post(&url).body(r#"{"event":1}"#).send().await.unwrap();
-    assert_eq!(
-        answer(r).await,
-        (401, json!({"text":"Token is required","code":2}))
-    );
+    let r = c.post(&url).body(r#"{"event":1}"#);
+    assert_eq!(reply(r).await, (401, hec("Token is required", 2)));
     let r = c
         .post(&url)
         .header("Authorization", "Splunk wrong")
         .body(r#"{"event":1}"#);
-    assert_eq!(
-        answer(r.send().await.unwrap()).await,
-        (403, json!({"text":"Invalid token","code":4}))
-    );
+    assert_eq!(reply(r).await, (403, hec("Invalid token", 4)));
     let r = c
         .post(&url)
         .header("Authorization", format!("Bearer {SINK_TOKEN}"))
         .body("{}");
-    assert_eq!(
-        answer(r.send().await.unwrap()).await,
-        (401, json!({"text":"Invalid authorization","code":3}))
-    );
-    let r = post(&sink, &c, EVENT, None)
-        .body(r#"{"event":1}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer(r).await,
-        (400, json!({"text":"Data channel is missing","code":10}))
-    );
-    let r = post(&sink, &c, ACK, Some("not-a-guid"))
-        .body(r#"{"acks":[0]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer(r).await,
-        (400, json!({"text":"Invalid data channel","code":11}))
-    );
-    let r = post(&sink, &c, RAW, None)
-        .body("line")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer(r).await.1["code"], 10);
+    assert_eq!(reply(r).await, (401, hec("Invalid authorization", 3)));
+    let r = post(&sink, &c, EVENT, None).body(r#"{"event":1}"#);
+    assert_eq!(reply(r).await, (400, hec("Data channel is missing", 10)));
+    let r = post(&sink, &c, ACK, Some("not-a-guid")).body(r#"{"acks":[0]}"#);
+    assert_eq!(reply(r).await, (400, hec("Invalid data channel", 11)));
+    let r = post(&sink, &c, RAW, None).body("line");
+    assert_eq!(reply(r).await.1["code"], 10);
     assert!(sink.indexed().is_empty());
     assert_eq!(sink.count(EVENT, Some(401)), 2);
     assert_eq!(sink.count(EVENT, Some(403)), 1);
@@ -298,29 +253,16 @@ async fn acks_off_answers_without_ack_id() {
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), r#"{"text":"Success","code":0}"#);
-    let r = post(&sink, &c, RAW, None)
-        .body("l1\nl2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer(r).await, (200, json!({"text":"Success","code":0})));
-    let r = post(&sink, &c, ACK, Some(&channel()))
-        .body(r#"{"acks":[0]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer(r).await,
-        (400, json!({"text":"ACK is disabled","code":14}))
-    );
+    let r = post(&sink, &c, RAW, None).body("l1\nl2");
+    assert_eq!(reply(r).await, (200, success()));
+    let r = post(&sink, &c, ACK, Some(&channel())).body(r#"{"acks":[0]}"#);
+    assert_eq!(reply(r).await, (400, hec("ACK is disabled", 14)));
     assert_eq!(sink.acknowledged().len(), 3);
 }
 
 #[tokio::test]
 async fn raw_lines_take_metadata_from_the_query() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     let url = format!(
         "{}{RAW}?channel={ch}&sourcetype=cf%3Anal&source=lp&host=edge&index=net",
         sink.url()
@@ -331,10 +273,7 @@ async fn raw_lines_take_metadata_from_the_query() {
         .header("Authorization", format!("Splunk {SINK_TOKEN}"))
         .header("Content-Encoding", "gzip")
         .body(gzip(body.as_bytes()));
-    assert_eq!(
-        answer(r.send().await.unwrap()).await,
-        (200, json!({"text":"Success","code":0,"ackId":0}))
-    );
+    assert_eq!(reply(r).await, (200, success_ack(0)));
     let got = sink.indexed();
     let lines: Vec<&str> = got.iter().map(|e| e.raw.as_str()).collect();
     assert_eq!(
@@ -353,19 +292,13 @@ async fn raw_lines_take_metadata_from_the_query() {
     );
     assert_eq!(e.event_id().as_deref(), Some("r1"));
     assert_eq!(count_by_key(&got).values().copied().max(), Some(1));
-    let r = post(&sink, &c, RAW, Some(&ch))
-        .body("\n \r\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer(r).await.1["code"], 5);
+    let r = post(&sink, &c, RAW, Some(&ch)).body("\n \r\n");
+    assert_eq!(reply(r).await.1["code"], 5);
 }
 
 #[tokio::test]
 async fn scripted_answers_with_retry_after() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     let faults = sink.faults();
     faults.fail_next(Target::Data, 2, Fault::busy(7));
     for _ in 0..2 {
@@ -375,10 +308,7 @@ async fn scripted_answers_with_retry_after() {
             .await
             .unwrap();
         assert_eq!(r.headers()["retry-after"], "7");
-        assert_eq!(
-            answer(r).await,
-            (503, json!({"text":"Server is busy","code":9}))
-        );
+        assert_eq!(answer(r).await, (503, hec("Server is busy", 9)));
     }
     // The fault was for data requests only, and is used up.
     assert_eq!(
@@ -401,33 +331,22 @@ async fn scripted_answers_with_retry_after() {
     faults.fail_next(Target::Data, 1, Fault::internal());
     assert_eq!(
         send_event(&sink, &c, &ch, r#"{"event":1}"#).await,
-        (500, json!({"text":"Internal server error","code":8}))
+        (500, hec("Internal server error", 8))
     );
 
     faults.fail_until_cleared(Target::All, Fault::revoked());
     for _ in 0..3 {
         assert_eq!(
             send_event(&sink, &c, &ch, r#"{"event":1}"#).await,
-            (403, json!({"text":"Invalid token","code":4}))
+            (403, hec("Invalid token", 4))
         );
     }
-    let r = post(&sink, &c, ACK, Some(&ch))
-        .body(r#"{"acks":[0]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer(r).await.0, 403);
+    let r = post(&sink, &c, ACK, Some(&ch)).body(r#"{"acks":[0]}"#);
+    assert_eq!(reply(r).await.0, 403);
     faults.clear();
     faults.fail_until_cleared(Target::Ack, Fault::unauthorized());
-    let r = post(&sink, &c, ACK, Some(&ch))
-        .body(r#"{"acks":[0]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer(r).await,
-        (401, json!({"text":"Invalid authorization","code":3}))
-    );
+    let r = post(&sink, &c, ACK, Some(&ch)).body(r#"{"acks":[0]}"#);
+    assert_eq!(reply(r).await, (401, hec("Invalid authorization", 3)));
     faults.clear();
     assert_eq!(
         send_event(&sink, &c, &ch, r#"{"event":2}"#).await.1["ackId"],
@@ -441,28 +360,24 @@ async fn scripted_answers_with_retry_after() {
 
 #[tokio::test]
 async fn body_over_the_limit_answers_413() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     sink.faults().max_body_bytes(Some(100));
     let big = json!({"event":"x".repeat(200)}).to_string();
     assert_eq!(
         send_event(&sink, &c, &ch, &big).await,
-        (413, json!({"text":"Content too large","code":413}))
+        (413, hec("Content too large", 413))
     );
     // The limit is on the body as received: gzipped, the same event fits.
     let r = post(&sink, &c, EVENT, Some(&ch))
         .header("Content-Encoding", "gzip")
         .body(gzip(big.as_bytes()));
-    assert_eq!(answer(r.send().await.unwrap()).await.0, 200);
+    assert_eq!(reply(r).await.0, 200);
     assert_eq!(sink.indexed().len(), 1);
 }
 
 #[tokio::test]
 async fn reset_closes_the_connection_without_an_answer() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     sink.faults().fail_next(Target::Data, 1, Fault::Reset);
     let r = post(&sink, &c, EVENT, Some(&ch))
         .body(r#"{"event":"lost"}"#)
@@ -500,9 +415,7 @@ async fn reset_closes_the_connection_without_an_answer() {
 
 #[tokio::test]
 async fn slow_replies_still_answer() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     sink.faults()
         .fail_next(Target::All, 2, Fault::Delay(Duration::from_millis(30)));
     assert_eq!(send_event(&sink, &c, &ch, r#"{"event":1}"#).await.0, 200);
@@ -512,9 +425,7 @@ async fn slow_replies_still_answer() {
 
 #[tokio::test]
 async fn lost_and_delayed_acks() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     let faults = sink.faults();
     faults.acks(AckMode::Lost);
     assert_eq!(
@@ -560,9 +471,7 @@ async fn lost_and_delayed_acks() {
 
 #[tokio::test]
 async fn down_refuses_connections_and_up_serves_the_same_port() {
-    let sink = HecSink::start(SinkOptions::default()).await;
-    let c = sink.client();
-    let ch = channel();
+    let (sink, c, ch) = started().await;
     let url = sink.url();
     assert_eq!(send_event(&sink, &c, &ch, r#"{"event":1}"#).await.0, 200);
     sink.down().await;
@@ -608,7 +517,7 @@ async fn sticky_cookie_is_set_and_what_comes_back_is_recorded() {
     let r = post(&sink, &c, EVENT, Some(&ch))
         .header("Cookie", cookie)
         .body(r#"{"event":2}"#);
-    assert_eq!(answer(r.send().await.unwrap()).await.0, 200);
+    assert_eq!(reply(r).await.0, 200);
     let r = post(&sink, &c, ACK, Some(&ch))
         .header("Cookie", cookie)
         .body(r#"{"acks":[0,1]}"#)
@@ -633,17 +542,11 @@ async fn health_and_unknown_paths() {
     let sink = HecSink::start(SinkOptions::default()).await;
     let c = sink.client();
     let get = |path: &str| c.get(format!("{}{path}", sink.url())).send();
-    assert_eq!(
-        answer(get(HEALTH).await.unwrap()).await,
-        (200, json!({"text":"HEC is healthy","code":17}))
-    );
+    assert_eq!(answer(get(HEALTH).await.unwrap()).await, (200, healthy()));
     sink.faults().healthy(false);
     assert_eq!(
         answer(get(HEALTH).await.unwrap()).await,
-        (
-            503,
-            json!({"text":"HEC is unhealthy, queues are full","code":18})
-        )
+        (503, hec("HEC is unhealthy, queues are full", 18))
     );
     sink.faults().clear();
     sink.faults().fail_next(Target::Health, 1, Fault::busy(1));
@@ -658,7 +561,7 @@ async fn health_and_unknown_paths() {
         answer(get("/nope").await.unwrap()).await,
         (
             404,
-            json!({"text":"The requested URL was not found on this server.","code":404})
+            hec("The requested URL was not found on this server.", 404)
         )
     );
     assert_eq!(answer(get(EVENT).await.unwrap()).await.0, 405);

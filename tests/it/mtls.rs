@@ -1,20 +1,12 @@
 //! Client-certificate verification (`client_ca`) on the HEC listener.
-mod support;
-use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
-use support::*;
+
+use crate::support::process::{post, post_answer};
+use crate::support::*;
 
 /// A client certificate signed by the server's generated CA, as PEM (cert + key).
 fn client_identity(tls_dir: &std::path::Path) -> Vec<u8> {
-    let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem")).unwrap();
-    let ca_key =
-        KeyPair::from_pem(&std::fs::read_to_string(tls_dir.join("ca.key")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["client.example".to_string()]).unwrap();
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    format!("{}{}", cert.pem(), key.serialize_pem()).into_bytes()
+    let (cert, key) = client_cert_signed_by(&tls_dir.join("ca.pem"), "client.example");
+    format!("{cert}{key}").into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,12 +18,8 @@ async fn client_certificates_are_required_when_client_ca_is_set() {
 
     // Without a certificate the handshake fails: no HEC answer at all.
     let anonymous = server.http2();
-    let err = anonymous
-        .post(server.url("/services/collector/event"))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .body(r#"{"event":"no cert"}"#)
-        .send()
-        .await;
+    let url = server.url(EVENT);
+    let err = post(&anonymous, &url, TOKEN, br#"{"event":"no cert"}"#, false).await;
     assert!(
         err.is_err(),
         "request without a client certificate must fail"
@@ -48,17 +36,8 @@ async fn client_certificates_are_required_when_client_ca_is_set() {
         let client = if http2 { builder } else { builder.http1_only() }
             .build()
             .unwrap();
-        let resp = client
-            .post(server.url("/services/collector/event"))
-            .header("Authorization", format!("Splunk {TOKEN}"))
-            .body(r#"{"event":"with cert"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            answer(resp).await,
-            (200, serde_json::json!({"text":"Success","code":0}))
-        );
+        let got = post_answer(&client, &url, TOKEN, br#"{"event":"with cert"}"#, false).await;
+        assert_eq!(got, (200, success()));
     }
     assert_eq!(server.queue_stats().events, 2);
     server.stop().await;

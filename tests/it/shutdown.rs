@@ -2,27 +2,15 @@
 //! real binary, what a finished shutdown leaves behind, and SIGHUP (asset
 //! table reload) on the real binary.
 
-mod support;
-use support::*;
+use crate::support::process::*;
+use crate::support::*;
 
-#[path = "support/process.rs"]
-mod process;
-use process::*;
-
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 
-const EVENT: &str = "/services/collector/event";
-const RAW: &str = "/services/collector/raw";
-const HEALTH: &str = "/services/collector/health";
-
 fn shutting_down() -> Value {
-    json!({"text":"Server is shutting down","code":23})
-}
-
-fn success() -> Value {
-    json!({"text":"Success","code":0})
+    hec("Server is shutting down", 23)
 }
 
 /// Sends `n` accepted requests alternating `/event` and gzip `/raw` over the
@@ -32,20 +20,14 @@ async fn accept_some(clients: &[reqwest::Client], base: &str, tag: &str, n: usiz
     for i in 0..n {
         let client = &clients[i % clients.len()];
         let ev: Vec<String> = (0..3).map(|e| format!("{tag}-{i}-{e}")).collect();
-        let resp = if i % 2 == 0 {
-            post(
-                client,
-                &format!("{base}{EVENT}"),
-                TOKEN,
-                &event_body(&ev),
-                false,
-            )
-            .await
+        let got = if i % 2 == 0 {
+            let url = format!("{base}{EVENT}");
+            post_answer(client, &url, TOKEN, &event_body(&ev), false).await
         } else {
-            post(client, &format!("{base}{RAW}"), TOKEN, &raw_body(&ev), true).await
+            let url = format!("{base}{RAW}");
+            post_answer(client, &url, TOKEN, &raw_body(&ev), true).await
         };
-        let (status, body) = answer(resp.expect("request")).await;
-        assert_eq!((status, body), (200, success()), "request {i}");
+        assert_eq!(got, (200, success()), "request {i}");
         sent.extend(ev);
     }
     sent
@@ -89,7 +71,7 @@ async fn graceful_shutdown_drains_with_503_code_23_and_keeps_the_queue() {
                 drained = Some((body, close));
                 break;
             }
-            (200, body) => assert_eq!(body, json!({"text":"HEC is healthy","code":17})),
+            (200, body) => assert_eq!(body, healthy()),
             other => panic!("unexpected health answer {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -122,20 +104,11 @@ async fn graceful_shutdown_drains_with_503_code_23_and_keeps_the_queue() {
     .unwrap();
     assert_eq!(connection_header(&resp).as_deref(), Some("close"));
     assert_eq!(answer(resp).await, (503, shutting_down()));
-    let resp = post(&h1, &server.url(RAW), TOKEN, b"late raw\n", true)
-        .await
-        .unwrap();
-    assert_eq!(answer(resp).await, (503, shutting_down()));
-    let resp = post(
-        &h2,
-        &server.url(EVENT),
-        TOKEN,
-        br#"{"event":"late h2"}"#,
-        false,
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer(resp).await, (503, shutting_down()));
+    let got = post_answer(&h1, &server.url(RAW), TOKEN, b"late raw\n", true).await;
+    assert_eq!(got, (503, shutting_down()));
+    let event = server.url(EVENT);
+    let got = post_answer(&h2, &event, TOKEN, br#"{"event":"late h2"}"#, false).await;
+    assert_eq!(got, (503, shutting_down()));
     // Close our connections so the graceful stop does not wait for them.
     drop(h1);
     drop(h2);
@@ -165,11 +138,7 @@ async fn sigterm_exits_0_and_keeps_the_queue() {
             &[("shutdown_grace = \"300ms\"", "shutdown_grace = \"1s\"")],
         ),
     );
-    let (mut proc, hec) = tokio::task::block_in_place(|| {
-        let mut p = Sluice::run(&config);
-        let (hec, _) = p.wait_listening();
-        (p, hec)
-    });
+    let (mut proc, hec, _) = tokio::task::block_in_place(|| Sluice::run_listening(&config));
     let ca = dir.path().join("tls/ca.pem");
     let base = format!("https://127.0.0.1:{}", hec.port());
     let sent = {
@@ -254,25 +223,17 @@ fn sighup_reloads_the_asset_table_and_keeps_serving() {
     let config = write_file(dir.path(), "sluice.toml", &text);
     let mut sluice = Sluice::run(&config);
     sluice.wait_listening();
-    let hup = |pid: u32| {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
     std::fs::write(
         &assets,
         "cidr,site\n203.0.113.0/24,fra\n2001:db8::/32,ams\n",
     )
     .unwrap();
-    hup(sluice.pid());
+    sluice.signal("-HUP");
     let line = sluice.wait_for_stderr("reload log line", |l| l.contains("asset table reloaded"));
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["fields"]["networks"], 2, "{line}");
     std::fs::write(&assets, "cidr,site\n10.0.0.1/8,bad\n").unwrap();
-    hup(sluice.pid());
+    sluice.signal("-HUP");
     let line = sluice.wait_for_stderr("refusal log line", |l| l.contains("not reloaded"));
     assert!(
         line.contains("line 2") && line.contains("host bits"),
@@ -291,14 +252,6 @@ fn sighup_reloads_the_asset_table_and_keeps_serving() {
 fn signals_right_at_start_drain_and_flush() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_file(dir.path(), "sluice.toml", &json_log_config(dir.path(), &[]));
-    let kill = |sig: &str, pid: u32| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    };
     for round in 0..6 {
         let mut sluice = Sluice::run(&config);
         if round % 3 == 2 {
@@ -306,10 +259,10 @@ fn signals_right_at_start_drain_and_flush() {
         } else {
             sluice.wait_for_stderr("a first log line", |_| true);
             if round % 3 == 1 {
-                kill("-HUP", sluice.pid());
+                sluice.signal("-HUP");
             }
         }
-        kill("-TERM", sluice.pid());
+        sluice.signal("-TERM");
         let status = sluice.wait_exit(EXIT_TIMEOUT);
         let log = sluice.stderr.text();
         assert!(

@@ -1,21 +1,19 @@
-mod support;
-use support::*;
+//! The first thing to break: an event accepted over both protocols, and a
+//! shutdown that an idle HTTP/2 connection does not hold.
+
+use crate::support::process::{post, post_answer};
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepts_an_event_over_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(dir.path()).await;
     for client in [server.http1(), server.http2()] {
-        let resp = client
-            .post(server.url("/services/collector/event"))
-            .header("Authorization", format!("Splunk {TOKEN}"))
-            .body(r#"{"event":"hello"}"#)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = answer(resp).await;
+        let url = server.url(EVENT);
+        let (status, body) =
+            post_answer(&client, &url, TOKEN, br#"{"event":"hello"}"#, false).await;
         assert_eq!(status, 200);
-        assert_eq!(body, serde_json::json!({"text":"Success","code":0}));
+        assert_eq!(body, success());
     }
     assert_eq!(server.queue_stats().events, 2);
     server.stop().await;
@@ -28,11 +26,8 @@ async fn idle_http2_connections_do_not_hold_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(dir.path()).await;
     let client = server.http2();
-    let resp = client
-        .post(server.url("/services/collector/event"))
-        .header("Authorization", format!("Splunk {TOKEN}"))
-        .body(r#"{"event":"kept alive"}"#)
-        .send()
+    let url = server.url(EVENT);
+    let resp = post(&client, &url, TOKEN, br#"{"event":"kept alive"}"#, false)
         .await
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);

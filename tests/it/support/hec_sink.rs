@@ -463,22 +463,11 @@ impl HecSink {
     /// Writes a client certificate and key signed by the sink's CA into
     /// `dir`; returns (certificate, key) paths.
     pub fn client_identity(&self, dir: &Path) -> (PathBuf, PathBuf) {
-        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
         let tls = self.tls.as_ref().expect("a TLS sink");
-        let ca_dir = tls.ca.parent().expect("CA dir");
-        let ca_pem = std::fs::read_to_string(&tls.ca).expect("CA");
-        let ca_key = std::fs::read_to_string(ca_dir.join("ca.key")).expect("CA key");
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key).expect("CA key"))
-            .expect("issuer");
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(vec!["sluice.example".to_string()]).expect("params");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &issuer).expect("client certificate");
+        let (cert, key) = crate::support::client_cert_signed_by(&tls.ca, "sluice.example");
         let (c, k) = (dir.join("client.pem"), dir.join("client.key"));
-        std::fs::write(&c, cert.pem()).expect("write client.pem");
-        std::fs::write(&k, key.serialize_pem()).expect("write client.key");
+        std::fs::write(&c, cert).expect("write client.pem");
+        std::fs::write(&k, key).expect("write client.key");
         (c, k)
     }
 
@@ -1045,9 +1034,19 @@ fn poll_acks(shared: &Shared, channel: Channel, asked: Vec<u64>) -> Reply {
 }
 
 /// A `splunk` output named "splunk" to `urls` with the sink's token, fast
-/// polls and retries, plus `extra` TOML lines.
+/// polls and retries, a 30 s `ack_timeout`, plus `extra` TOML lines.
 pub fn splunk_output(urls: &[String], extra: &str) -> String {
+    splunk_output_acking(urls, Some("30s"), extra)
+}
+
+/// [`splunk_output`] with `ack_timeout = "<ack_timeout>"`, or without the key
+/// (Sluice's default) when None.
+pub fn splunk_output_acking(urls: &[String], ack_timeout: Option<&str>, extra: &str) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    let ack_timeout = match ack_timeout {
+        Some(t) => format!("ack_timeout = \"{t}\"\n"),
+        None => String::new(),
+    };
     format!(
         r#"
 [[outputs]]
@@ -1056,8 +1055,7 @@ type = "splunk"
 urls = [{}]
 token = "{SINK_TOKEN}"
 ack_poll_interval = "100ms"
-ack_timeout = "30s"
-retry_initial = "50ms"
+{ack_timeout}retry_initial = "50ms"
 retry_max = "500ms"
 linger = "10ms"
 {extra}

@@ -1,13 +1,20 @@
 //! Test harness: a real Sluice on port 0 with real TLS, and real HTTP clients.
+//! `hec_sink` is a Splunk indexer for Sluice to forward to; `process` runs
+//! the real `sluice` binary and reads its queue directly.
 #![allow(dead_code)]
 
+pub mod hec_sink;
+pub mod process;
+
+use self::hec_sink::HecSink;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sluice::app::{self, Running};
 use sluice::config::Config;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The token every test config defines, and its name.
 pub const TOKEN: &str = "11111111-2222-4333-8444-555555555555";
@@ -21,6 +28,37 @@ pub const QUERY_TOKEN: &str = "qqqqqqqq-2222-4333-8444-555555555555";
 pub const INDEXED_TOKEN: &str = "iiiiiiii-2222-4333-8444-555555555555";
 /// A valid channel.
 pub const CHANNEL: &str = "0AA9A7A8-5B0E-4A7B-9C1D-2E3F4A5B6C7D";
+
+/// The HEC endpoints the tests call.
+pub const EVENT: &str = "/services/collector/event";
+pub const RAW: &str = "/services/collector/raw";
+pub const ACK: &str = "/services/collector/ack";
+pub const HEALTH: &str = "/services/collector/health";
+
+/// A valid channel GUID numbered `n` (lower-case).
+pub fn channel_n(n: u32) -> String {
+    format!("{n:08x}-1111-4222-8333-444444444444")
+}
+
+/// A HEC answer body: `{"text":..,"code":..}`.
+pub fn hec(text: &str, code: u16) -> Value {
+    json!({"text": text, "code": code})
+}
+
+/// `{"text":"Success","code":0}`.
+pub fn success() -> Value {
+    hec("Success", 0)
+}
+
+/// `{"text":"Success","code":0,"ackId":id}`.
+pub fn success_ack(id: u64) -> Value {
+    json!({"text": "Success", "code": 0, "ackId": id})
+}
+
+/// `{"text":"HEC is healthy","code":17}`.
+pub fn healthy() -> Value {
+    hec("HEC is healthy", 17)
+}
 
 /// Config text for a test server in `data_dir`, plus `extra` TOML appended
 /// to the `[server]` section (e.g. `max_body_bytes = 1000`).
@@ -95,6 +133,12 @@ pub fn with_outputs(text: &str, outputs: &str) -> String {
     format!("{}{}{outputs}", &text[..start], &text[end..])
 }
 
+/// The test config (plus `server_extra` in `[server]`) with its unreachable
+/// output replaced by `outputs`.
+pub fn config_with_outputs(data_dir: &Path, server_extra: &str, outputs: &str) -> String {
+    with_outputs(&config_text(data_dir, server_extra, ""), outputs)
+}
+
 /// A running in-process Sluice and what clients need to reach it.
 pub struct TestServer {
     /// The running app (None after shutdown).
@@ -164,12 +208,108 @@ impl TestServer {
             .expect("metrics body")
     }
 
+    /// Asserts the metrics text contains `needle`.
+    pub async fn assert_metrics_contain(&self, needle: &str) {
+        let metrics = self.metrics().await;
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+
+    /// The queue's dead letters.
+    pub fn dead_letters(&self) -> Vec<(u64, sluice::queue::DeadLetter)> {
+        let running = self.running.as_ref().expect("running");
+        running.queue().dead_letters().expect("dead letters")
+    }
+
+    /// Waits (up to 60 s) until the queue holds no record.
+    pub async fn wait_queue_empty(&self) {
+        for _ in 0..600 {
+            if self.queue_stats().records == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("queue did not drain: {:?}", self.queue_stats());
+    }
+
     /// Graceful shutdown (drain, stop, flush).
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.expect("clean shutdown");
         }
     }
+}
+
+/// A fresh temporary data dir and Sluice started in it from the config text
+/// `config(data_dir)`; the TempDir must live as long as the server.
+pub async fn start_in_tempdir(
+    config: impl FnOnce(&Path) -> String,
+) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_text(dir.path(), &config(dir.path())).await;
+    (dir, server)
+}
+
+/// Waits (up to `within`) until `sink` acknowledged `n` events, then until
+/// the queue of `server` is empty.
+pub async fn wait_delivered(server: &TestServer, sink: &HecSink, n: usize, within: Duration) {
+    assert!(
+        sink.wait_for(within, |s| s.acknowledged().len() >= n).await,
+        "delivered {} of {n}",
+        sink.acknowledged().len()
+    );
+    server.wait_queue_empty().await;
+}
+
+/// POSTs `body` gzipped to `/raw` as Logpush does (a channel, the network
+/// analytics sourcetype, then `more_query` such as `&source=x`) with the
+/// plain token; asserts 200.
+pub async fn post_logpush(
+    server: &TestServer,
+    client: &reqwest::Client,
+    body: &[u8],
+    more_query: &str,
+) {
+    let url = server.url(&format!(
+        "{RAW}?channel={CHANNEL}&sourcetype=cloudflare:network_analytics{more_query}"
+    ));
+    let resp = process::post_gzip(client, &url, TOKEN, gzip(body))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// Polls `<base>/services/collector/ack?channel=<channel>` for `id` with `token`.
+pub async fn poll_ack(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    channel: &str,
+    id: u64,
+) -> (u16, Value) {
+    let url = format!("{base}{ACK}?channel={channel}");
+    let resp = process::authorized_post(client, &url, token)
+        .body(json!({ "acks": [id] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    answer(resp).await
+}
+
+/// A client certificate for `name` (client auth) signed by the CA in the PEM
+/// file `ca`, whose key is `ca.key` beside it (as Sluice and the test sink
+/// generate them): (certificate, key) as PEM.
+pub fn client_cert_signed_by(ca: &Path, name: &str) -> (String, String) {
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+    let ca_pem = std::fs::read_to_string(ca).expect("CA");
+    let ca_key = std::fs::read_to_string(ca.with_file_name("ca.key")).expect("CA key");
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key).expect("CA key"))
+        .expect("issuer");
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer).expect("client certificate");
+    (cert.pem(), key.serialize_pem())
 }
 
 /// A reqwest client trusting `ca`.

@@ -1,9 +1,9 @@
 //! Helpers for the integration tests that run the real `sluice` binary, edit
-//! the test config, or read the queue directly. Declared from test files with
-//! `#[path = "support/process.rs"] mod process;` next to `mod support;`.
+//! the test config, read the queue directly, or send HEC requests with plain
+//! reqwest clients. Reached as `crate::support::process`.
 #![allow(dead_code)]
 
-use crate::support::config_text;
+use crate::support::{answer, config_text};
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 use sluice::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits};
@@ -213,6 +213,14 @@ impl Sluice {
         Sluice::spawn(cmd)
     }
 
+    /// `sluice run --config <config>` once it listens: the process and its
+    /// (HEC, metrics) addresses.
+    pub fn run_listening(config: &Path) -> (Sluice, SocketAddr, SocketAddr) {
+        let mut p = Sluice::run(config);
+        let (hec, metrics) = p.wait_listening();
+        (p, hec, metrics)
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("child").id()
@@ -270,13 +278,18 @@ impl Sluice {
         (addr("hec"), addr("metrics"))
     }
 
-    /// Sends SIGTERM.
-    pub fn sigterm(&self) {
+    /// Sends `signal`, as `kill` takes it (`-TERM`, `-HUP`).
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([signal, &self.pid().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
+        assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
     }
 
     /// Waits (bounded) for exit; on timeout kills it and panics.
@@ -371,6 +384,17 @@ pub fn client_with_timeout(ca: &Path, http2: bool, timeout: Duration) -> reqwest
     b.build().expect("client")
 }
 
+/// A POST to `url` with `Authorization: Splunk <token>`, to add to.
+pub fn authorized_post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Authorization", format!("Splunk {token}"))
+}
+
 /// A HEC data request: POST `url` with `Authorization: Splunk <token>`,
 /// gzip-compressed (with `Content-Encoding: gzip`) when `gzip`.
 pub async fn post(
@@ -380,16 +404,39 @@ pub async fn post(
     body: &[u8],
     gzip: bool,
 ) -> reqwest::Result<reqwest::Response> {
-    let mut req = client
-        .post(url)
-        .header("Authorization", format!("Splunk {token}"));
-    let body = if gzip {
-        req = req.header("Content-Encoding", "gzip");
-        crate::support::gzip(body)
-    } else {
-        body.to_vec()
-    };
-    req.body(body).send().await
+    if gzip {
+        return post_gzip(client, url, token, crate::support::gzip(body)).await;
+    }
+    let req = authorized_post(client, url, token);
+    req.body(body.to_vec()).send().await
+}
+
+/// Like [`post`] with a body that is gzip already (sent as it is, with
+/// `Content-Encoding: gzip`).
+pub async fn post_gzip(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    gzipped: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    let req = authorized_post(client, url, token);
+    req.header("Content-Encoding", "gzip")
+        .body(gzipped)
+        .send()
+        .await
+}
+
+/// [`post`], then the answer's status and JSON body; panics when the request
+/// gets no answer.
+pub async fn post_answer(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &[u8],
+    gzip: bool,
+) -> (u16, Value) {
+    let resp = post(client, url, token, body, gzip).await.expect("request");
+    answer(resp).await
 }
 
 /// `/event` body with one object per event.
