@@ -18,7 +18,13 @@ use crate::queue::{Queue, RecordId};
 use job::Built;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How long stopping waits for blocking work still running (a job deep in
+/// a large record finishes its current batch first).
+const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// Batches a job may have built ahead of the engine.
 pub const JOB_BACKLOG: usize = 2;
@@ -67,11 +73,14 @@ impl BuildShared {
     }
 }
 
-/// The jobs being built, oldest first.
+/// The jobs being built, oldest first, and every blocking task of the
+/// output (jobs, rebuilds, dead-letter reads), so none outlives it: the
+/// last handle on the queue is then never dropped on a stray thread.
 pub struct Builders {
     shared: Arc<BuildShared>,
     threads: usize,
     running: VecDeque<mpsc::Receiver<Built>>,
+    tasks: JoinSet<()>,
 }
 
 impl Builders {
@@ -81,12 +90,17 @@ impl Builders {
             shared,
             threads: threads.max(1),
             running: VecDeque::new(),
+            tasks: JoinSet::new(),
         }
     }
 
-    /// What builders share (for resends and dead letters).
-    pub fn shared(&self) -> &Arc<BuildShared> {
-        &self.shared
+    /// Runs `work` on a blocking thread with what builders share (resends,
+    /// dead letters).
+    pub fn run_blocking(&mut self, work: impl FnOnce(&BuildShared) + Send + 'static) {
+        let shared = Arc::clone(&self.shared);
+        self.tasks.spawn_blocking(move || work(&shared));
+        // Forget the results of finished tasks so the set stays small.
+        while self.tasks.try_join_next().is_some() {}
     }
 
     /// Whether another job may start.
@@ -102,9 +116,8 @@ impl Builders {
     /// Starts building a job on a blocking thread.
     pub fn start(&mut self, job: Vec<(RecordId, u64)>) {
         let (tx, rx) = mpsc::channel(JOB_BACKLOG);
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || {
-            job::build_job(&shared, &job, |b| tx.blocking_send(b).is_ok());
+        self.run_blocking(move |shared| {
+            job::build_job(shared, &job, |b| tx.blocking_send(b).is_ok());
         });
         self.running.push_back(rx);
     }
@@ -138,5 +151,65 @@ impl Builders {
     /// Abandons every job (their threads stop at their next batch).
     pub fn clear(&mut self) {
         self.running.clear();
+    }
+
+    /// Abandons every job and waits until all blocking tasks have ended.
+    pub async fn stop(&mut self) {
+        self.clear();
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
+            tracing::warn!("blocking work of an output still running at shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::outputs::Compression;
+    use crate::forward::output_metrics::BuildMetrics;
+    use crate::metrics::Metrics;
+    use crate::queue::QueueLimits;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_waits_for_every_blocking_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = QueueLimits {
+            max_bytes: 1 << 30,
+            min_free_bytes: 0,
+            cache_bytes: 8 << 20,
+        };
+        let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
+        let shared = BuildShared {
+            queue: Arc::clone(&queue),
+            tokens: Arc::new(HashMap::new()),
+            overrides: [None, None, None, None],
+            hostname: "n".into(),
+            enricher: Arc::new(EnricherSlot::new(None)),
+            limits: BatchLimits {
+                max_events: 10,
+                max_bytes: 1 << 20,
+                max_compressed_bytes: 1 << 20,
+                compression: Compression::None,
+            },
+            allow_raw: false,
+            max_event_bytes: 1 << 20,
+            metrics: BuildMetrics::bind(&Metrics::new().unwrap(), "out", false),
+        };
+        let mut builders = Builders::new(Arc::new(shared), 2);
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        builders.run_blocking(move |_| {
+            std::thread::sleep(Duration::from_millis(300));
+            flag.store(true, Ordering::SeqCst);
+        });
+        builders.stop().await;
+        assert!(
+            done.load(Ordering::SeqCst),
+            "stop returned before the task ended"
+        );
+        drop(builders);
+        assert_eq!(Arc::strong_count(&queue), 1);
     }
 }

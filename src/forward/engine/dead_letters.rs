@@ -8,7 +8,6 @@ use crate::forward::source::{Segment, Unsendable};
 use crate::forward::stream::SourceError;
 use crate::forward::transport::Transport;
 use crate::queue::{DeadLetter, RecordId};
-use std::sync::Arc;
 use std::time::Instant;
 
 impl<T: Transport> Engine<T> {
@@ -117,10 +116,9 @@ impl<T: Transport> Engine<T> {
     /// blocking thread (reading them back decodes the record).
     pub(super) fn dead_letter_segment(&mut self, seg: Segment, reason: String) {
         self.lettering += 1;
-        let shared = Arc::clone(self.builders.shared());
         let (tx, output) = (self.tx.clone(), self.s.name.clone());
-        tokio::task::spawn_blocking(move || {
-            let text = segment_text(&shared, seg);
+        self.builders.run_blocking(move |shared| {
+            let text = segment_text(shared, seg);
             let text = String::from_utf8_lossy(&text);
             let mut covers = 0;
             for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {

@@ -250,6 +250,7 @@ impl<T: Transport> Engine<T> {
                 _ => break,
             }
         }
+        self.builders.stop().await;
     }
 
     /// Everything that needs no waiting: follow a reopened store, probe
@@ -370,10 +371,9 @@ impl<T: Transport> Engine<T> {
             };
             self.inflight += 1;
             let (segments, route) = (st.segments.clone(), st.route);
-            let shared = Arc::clone(self.builders.shared());
             let tx = self.tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let built = rebuild(&shared, &segments, route);
+            self.builders.run_blocking(move |shared| {
+                let built = rebuild(shared, &segments, route);
                 let _ = tx.send(Event::Rebuilt { batch, dest, built });
             });
         }

@@ -216,9 +216,16 @@ impl Rig {
             .collect()
     }
 
+    /// Stops the engine; once it returned, none of its threads may still
+    /// hold the queue (its last handle must not drop on a stray thread).
     async fn stop(self) {
         self.stop.send(true).unwrap();
         self.task.await.unwrap();
+        assert_eq!(
+            Arc::strong_count(&self.queue),
+            1,
+            "the queue is held after stop"
+        );
     }
 }
 
