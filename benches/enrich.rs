@@ -4,7 +4,7 @@
 //! `_raw` bytes per sample against Cloudflare's line for each trim mode.
 //! Run: `cargo bench --bench enrich`.
 
-use sluice::config::enrich::{EnrichConfig, TrimMode};
+use sluice::enrich::config::{EnrichConfig, TrimMode};
 use sluice::enrich::{enrich_line, Enricher};
 use sluice::forward::event::{Overrides, Resolver, TokenDefaults};
 use sluice::forward::source::render;

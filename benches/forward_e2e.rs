@@ -13,7 +13,7 @@ use common::rss_mb;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use flate2::read::MultiGzDecoder;
 use sluice::app;
-use sluice::config::Config;
+use sluice::config::Settings;
 use sluice::loadgen::scenario::{ScenarioOptions, Timestamps};
 use sluice::loadgen::{self, Input, LoadgenOptions};
 use std::collections::HashMap;
@@ -158,7 +158,7 @@ max_compressed_bytes = 8388608
 "#,
         dir = dir.path().display()
     );
-    let running = app::start(Config::parse(&text).expect("config"))
+    let running = app::start(Settings::parse(&text).expect("config"))
         .await
         .expect("start");
     let url = format!("https://127.0.0.1:{}", running.endpoints.hec.port());

@@ -2,9 +2,9 @@
 
 use crate::admin;
 use crate::bootstrap::{self, BootstrapError};
-use crate::config::enrich::EnrichConfig;
-use crate::config::{AckMode, Config, ConfigError, Token, TokenConfig};
+use crate::config::{AckMode, ConfigError, Settings, Token, TokenConfig};
 use crate::enrich::assets::AssetError;
+use crate::enrich::config::EnrichConfig;
 use crate::enrich::{Enricher, EnricherSlot};
 use crate::forward::context::{ForwardContext, TokenMeta};
 use crate::forward::{self, ForwardSetupError};
@@ -121,7 +121,7 @@ pub struct Running {
     admin_socket: PathBuf,
     outputs: Vec<tokio::task::JoinHandle<()>>,
     stop_outputs: tokio::sync::watch::Sender<bool>,
-    enrich: (EnrichConfig, Vec<TokenConfig>),
+    enrich: (EnrichConfig, Vec<(String, String)>),
     enricher: Arc<EnricherSlot>,
 }
 
@@ -150,9 +150,9 @@ fn default_token_config() -> TokenConfig {
     }
 }
 
-/// Starts every part; returns once the listeners are bound.
-pub async fn start(config: Config) -> Result<Running, AppError> {
-    config.validate()?;
+/// Starts every part from settings resolved once; returns once the
+/// listeners are bound.
+pub async fn start(config: Settings) -> Result<Running, AppError> {
     let metrics = Metrics::new()?;
     crate::private_fs::create_dir(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
@@ -175,7 +175,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             source,
         )
     } else {
-        (config.resolve_tokens()?, TokenSource::Configured)
+        (config.tokens.clone(), TokenSource::Configured)
     };
 
     let s = &config.server;
@@ -202,7 +202,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         (Some(server), ca)
     };
 
-    let queue_path = config.queue_path();
+    let queue_path = config.queue_path.clone();
     let queue = Arc::new(Queue::open(
         &queue_path,
         QueueLimits {
@@ -214,9 +214,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let qs = queue.stats();
     tracing::info!(path = %queue_path.display(), records = qs.records, events = qs.events, bytes = qs.bytes, "queue open");
 
-    let outputs = config.resolve_outputs()?;
+    let outputs = &config.outputs;
     let token_configs: Vec<TokenConfig> = tokens.iter().map(|t| t.config.clone()).collect();
-    let enricher = Enricher::new(&config.enrich, &token_configs)?;
+    let per_token = config.final_pass_overrides();
+    let enricher = config.enricher;
     match &enricher {
         Some(e) => tracing::info!(
             trim = ?config.enrich.trim,
@@ -256,7 +257,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         max_event_bytes: s.max_event_bytes,
     };
     let mut output_tasks = Vec::new();
-    for o in &outputs {
+    for o in outputs {
         output_tasks.push(forward::spawn(
             o,
             forward_ctx.clone(),
@@ -355,7 +356,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         admin_socket,
         outputs: output_tasks,
         stop_outputs,
-        enrich: (config.enrich.clone(), token_configs),
+        enrich: (config.enrich.clone(), per_token),
         enricher,
     })
 }

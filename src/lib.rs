@@ -12,4 +12,5 @@ pub mod loadgen;
 pub mod metrics;
 pub mod private_fs;
 pub mod queue;
+pub mod setting;
 pub mod tls;

@@ -5,10 +5,11 @@ use clap::{Args, Parser, Subcommand};
 use sluice::admin::client::QueueAccess;
 use sluice::admin::Select;
 use sluice::app::{self, Endpoints, TokenSource};
-use sluice::config::{Config, LogFormat};
+use sluice::config::{LogFormat, Settings};
 use sluice::loadgen::scenario::{ScenarioOptions, Timestamps};
 use sluice::loadgen::{self, Input, LoadgenOptions};
 use sluice::queue::{Queue, QueueError, QueueLimits};
+use sluice::setting::Secrets;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -217,10 +218,13 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-fn load(config: Option<&Path>) -> Result<Config> {
+/// The one place configuration is read: parsed, checked and resolved once.
+/// `run` and `validate` read secrets; the queue commands, which never
+/// authenticate, do not need the service's environment.
+fn load(config: Option<&Path>, secrets: Secrets) -> Result<Settings> {
     match config {
-        Some(p) => Ok(Config::load(p)?),
-        None => Ok(Config::default()),
+        Some(p) => Ok(Settings::load(p, secrets)?),
+        None => Ok(Settings::embedded()?),
     }
 }
 
@@ -253,7 +257,7 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => {
-            let config = load(args.config.as_deref())?;
+            let config = load(args.config.as_deref(), Secrets::Read)?;
             init_logging(&config.log.level, config.log.format);
             runtime.block_on(run(config))
         }
@@ -266,7 +270,7 @@ fn main() -> Result<()> {
     }
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(config: Settings) -> Result<()> {
     // Before anything listens: a signal that arrives while Sluice starts is
     // held and acted on once it runs, never the default action (which would
     // end the process without a drain or a flush).
@@ -369,8 +373,7 @@ fn announce(ep: &Endpoints, source: &TokenSource) {
 }
 
 fn validate(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
-    config.resolve_tokens()?;
+    let config = load(Some(path), Secrets::Read)?;
     let s = &config.server;
     if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {
         sluice::tls::server_config(cert, key, s.client_ca.as_deref())?;
@@ -384,7 +387,7 @@ fn validate(path: &Path) -> Result<()> {
 async fn queue_command(command: QueueCommand) -> Result<()> {
     match command {
         QueueCommand::Stats { config, json } => {
-            let config = load(config.as_deref())?;
+            let config = load(config.as_deref(), Secrets::Skip)?;
             let stats = QueueAccess::open(&config)?.stats().await?;
             if json {
                 println!("{}", serde_json::to_string(&stats)?);
@@ -397,7 +400,7 @@ async fn queue_command(command: QueueCommand) -> Result<()> {
         }
         QueueCommand::Dead { command } => dead_command(command).await?,
         QueueCommand::Verify { config, json } => {
-            let config = load(config.as_deref())?;
+            let config = load(config.as_deref(), Secrets::Skip)?;
             let report = QueueAccess::open(&config)?.verify(&config).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -423,7 +426,7 @@ async fn queue_command(command: QueueCommand) -> Result<()> {
             }
         }
         QueueCommand::Export { config, file } => {
-            let config = load(config.as_deref())?;
+            let config = load(config.as_deref(), Secrets::Skip)?;
             let QueueAccess::Direct(q) = QueueAccess::open(&config)? else {
                 bail!("stop Sluice first: export reads the store directly");
             };
@@ -438,8 +441,8 @@ async fn queue_command(command: QueueCommand) -> Result<()> {
             eprintln!("exported {n} records");
         }
         QueueCommand::Import { config, file } => {
-            let config = load(config.as_deref())?;
-            let path = config.queue_path();
+            let config = load(config.as_deref(), Secrets::Skip)?;
+            let path = config.queue_path.clone();
             let queue = Queue::open(
                 &path,
                 QueueLimits {
@@ -472,7 +475,7 @@ async fn dead_command(command: DeadCommand) -> Result<()> {
         DeadCommand::Replay { select } => (select, "replay"),
         DeadCommand::Purge { select } => (select, "purge"),
     };
-    let config = load(select.config.as_deref())?;
+    let config = load(select.config.as_deref(), Secrets::Skip)?;
     let access = QueueAccess::open(&config)?;
     let select = Select {
         seq: select.seq,

@@ -3,7 +3,7 @@
 //! trimmed, and enriching it again changes nothing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sluice::config::enrich::{EnrichConfig, TrimMode};
+use sluice::enrich::config::{EnrichConfig, TrimMode};
 use sluice::enrich::{enrich_line, Enricher};
 
 fuzz_target!(|data: &[u8]| {

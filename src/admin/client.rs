@@ -6,7 +6,7 @@ use super::{
     socket_path, ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH,
     DEAD_REPLAY_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH,
 };
-use crate::config::{Config, ConfigError};
+use crate::config::Settings;
 use crate::forward::verify::{verify, VerifyReport};
 use crate::queue::{Queue, QueueError, QueueLimits, QueueStats};
 use bytes::Bytes;
@@ -23,9 +23,6 @@ pub enum AdminError {
     /// The queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
-    /// The config's outputs are invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// The running Sluice did not answer as expected.
     #[error("queue {path} is in use; asking the running Sluice on {socket}: {message}")]
     Api {
@@ -53,8 +50,8 @@ pub enum QueueAccess {
 
 impl QueueAccess {
     /// Opens the store, or finds the running Sluice that holds it.
-    pub fn open(config: &Config) -> Result<QueueAccess, AdminError> {
-        let path = config.queue_path();
+    pub fn open(config: &Settings) -> Result<QueueAccess, AdminError> {
+        let path = config.queue_path.clone();
         if !path.exists() {
             return Err(AdminError::Missing(path.display().to_string()));
         }
@@ -107,7 +104,7 @@ impl QueueAccess {
     }
 
     /// Reads every record back as outputs do; reports the unreadable ones.
-    pub async fn verify(&self, config: &Config) -> Result<VerifyReport, AdminError> {
+    pub async fn verify(&self, config: &Settings) -> Result<VerifyReport, AdminError> {
         match self {
             QueueAccess::Direct(q) => {
                 let q = std::sync::Arc::clone(q);
@@ -136,11 +133,10 @@ impl QueueAccess {
     }
 
     /// Replays dead letters to the output that gave up on them.
-    pub async fn replay(&self, config: &Config, select: &Select) -> Result<u64, AdminError> {
+    pub async fn replay(&self, config: &Settings, select: &Select) -> Result<u64, AdminError> {
         match self {
             QueueAccess::Direct(q) => {
-                let outputs = config.resolve_outputs()?;
-                let names: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
+                let names: Vec<&str> = config.outputs.iter().map(|o| o.name()).collect();
                 Ok(q.replay_dead(select.seq, select.output.as_deref(), &names)
                     .await?)
             }

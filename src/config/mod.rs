@@ -1,9 +1,16 @@
-//! The TOML configuration: typed, defaulted and validated.
+//! The TOML configuration: `Config` is the file as written (sections whose
+//! types live beside the components that own them: `[enrich]` in
+//! `enrich/config.rs`, `[[outputs]]` in `forward/config.rs` and each output
+//! type's folder); [`Settings`] is it parsed, checked and resolved once —
+//! defaults applied, secrets read, outputs resolved, the asset table loaded —
+//! and is what `run`, `validate` and the queue commands get.
 
-pub mod enrich;
-pub mod outputs;
-
+use crate::enrich::assets::AssetError;
+use crate::enrich::config::{check_system, EnrichConfig};
+use crate::enrich::Enricher;
+use crate::forward::config::{resolve_outputs, Output, OutputConfig};
 use crate::hec::TokenSecret;
+use crate::setting::{self, Invalid, Secrets};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,6 +48,16 @@ pub enum ConfigError {
     },
 }
 
+impl From<Invalid> for ConfigError {
+    fn from(e: Invalid) -> ConfigError {
+        ConfigError::Invalid {
+            path: None,
+            key: e.key,
+            message: e.message,
+        }
+    }
+}
+
 fn origin(path: &Option<PathBuf>) -> String {
     path.as_ref()
         .map(|p| format!(" file {}", p.display()))
@@ -65,10 +82,10 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Where queued events go; none means a file archive under the data dir.
     #[serde(default)]
-    pub outputs: Vec<outputs::OutputConfig>,
+    pub outputs: Vec<OutputConfig>,
     /// Enrichment of network analytics samples on the way out.
     #[serde(default)]
-    pub enrich: enrich::EnrichConfig,
+    pub enrich: EnrichConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -213,7 +230,7 @@ pub enum LogFormat {
     Json,
 }
 
-pub(crate) fn yes() -> bool {
+fn yes() -> bool {
     true
 }
 fn default_data_dir() -> PathBuf {
@@ -312,7 +329,7 @@ impl Default for Config {
             tokens: Vec::new(),
             queue: QueueConfig::default(),
             outputs: Vec::new(),
-            enrich: enrich::EnrichConfig::default(),
+            enrich: EnrichConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -327,53 +344,59 @@ pub struct Token {
     pub secret: TokenSecret,
 }
 
-impl Config {
-    /// Reads, parses and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config = Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
-            ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
-                path: Some(path.to_path_buf()),
-                key,
-                message,
-            },
-            other => other,
-        })?;
-        Ok(config)
-    }
+/// The configuration resolved once.
+pub struct Settings {
+    /// The file it came from (`None`: the embedded defaults).
+    pub path: Option<PathBuf>,
+    /// Generated certificates, token, queue and channel ids live here.
+    pub data_dir: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// Configured tokens with their secrets; none means one generated in the
+    /// data dir on first start.
+    pub tokens: Vec<Token>,
+    /// Where the queue's sled store lives.
+    pub queue_path: PathBuf,
+    /// `[queue]`.
+    pub queue: QueueConfig,
+    /// The outputs (the embedded file archive when none is configured).
+    pub outputs: Vec<Output>,
+    /// `[enrich]`.
+    pub enrich: EnrichConfig,
+    /// The enricher built from it, asset table loaded (`None`: enrichment off).
+    pub enricher: Option<Enricher>,
+    /// `[log]`.
+    pub log: LogConfig,
+}
 
-    /// Parses and validates TOML text.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("path", &self.path)
+            .field("data_dir", &self.data_dir)
+            .field("server", &self.server)
+            .field("tokens", &self.tokens)
+            .field("queue_path", &self.queue_path)
+            .field("queue", &self.queue)
+            .field("outputs", &self.outputs)
+            .field("enrich", &self.enrich)
+            .field("enricher", &self.enricher.is_some())
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Parses TOML text (types and keys; values are checked by [`Settings::resolve`]).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: e.to_string(),
-        })?;
-        config.validate()?;
-        Ok(config)
+        })
     }
 
-    /// The outputs with defaults applied (the embedded file archive when none).
-    pub fn resolve_outputs(&self) -> Result<Vec<outputs::Output>, ConfigError> {
-        outputs::resolve_outputs(&self.outputs, &self.data_dir)
-    }
-
-    /// Where the queue's sled store lives.
-    pub fn queue_path(&self) -> PathBuf {
-        self.queue
-            .path
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("queue"))
-    }
-
-    /// Checks every value that the types alone cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every value of its own sections that the types alone cannot.
+    fn check(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         if s.tls_cert.is_some() != s.tls_key.is_some() {
             return Err(invalid(
@@ -433,12 +456,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "not a level or tracing filter"));
         }
-        outputs::resolve_outputs(&self.outputs, &self.data_dir)?;
         self.enrich.validate()?;
-        if let Some(path) = &self.enrich.assets {
-            crate::enrich::assets::AssetTable::load(path)
-                .map_err(|e| invalid("enrich.assets", e.to_string()))?;
-        }
         let mut names = HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let key = |k: &str| format!("tokens[{i}].{k}");
@@ -447,21 +465,6 @@ impl Config {
             }
             if !names.insert(t.name.as_str()) {
                 return Err(invalid(key("name"), format!("duplicate name {:?}", t.name)));
-            }
-            match (&t.token, &t.token_env) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        key("token_env"),
-                        "set token or token_env, not both",
-                    ))
-                }
-                (None, None) => return Err(invalid(key("token"), "set token or token_env")),
-                (Some(v), None)
-                    if v.expose().trim().is_empty() || v.expose().contains(char::is_whitespace) =>
-                {
-                    return Err(invalid(key("token"), "must be non-empty without spaces"))
-                }
-                _ => {}
             }
             match t.ack_max {
                 Some(_) if t.ack == AckMode::None => {
@@ -479,7 +482,7 @@ impl Config {
                 _ => {}
             }
             if let Some(system) = &t.final_pass_system {
-                enrich::check_system(&key("final_pass_system"), system)?;
+                check_system(&key("final_pass_system"), system)?;
             }
             if let Some(index) = &t.index {
                 if !t.allowed_indexes.is_empty() && !t.allowed_indexes.contains(index) {
@@ -491,30 +494,19 @@ impl Config {
     }
 
     /// Resolves every token's secret (reading `token_env` variables).
-    pub fn resolve_tokens(&self) -> Result<Vec<Token>, ConfigError> {
-        let mut tokens = Vec::with_capacity(self.tokens.len());
-        let mut seen: Vec<TokenSecret> = Vec::new();
+    fn resolve_tokens(&self, secrets: Secrets) -> Result<Vec<Token>, ConfigError> {
+        let mut tokens: Vec<Token> = Vec::with_capacity(self.tokens.len());
         for (i, t) in self.tokens.iter().enumerate() {
-            let secret = match (&t.token, &t.token_env) {
-                (Some(v), _) => v.clone(),
-                (None, Some(var)) => match std::env::var(var) {
-                    Ok(v) if !v.trim().is_empty() => TokenSecret::new(v.trim().to_string()),
-                    _ => {
-                        return Err(invalid(
-                            format!("tokens[{i}].token_env"),
-                            format!("environment variable {var} is not set"),
-                        ))
-                    }
-                },
-                (None, None) => return Err(invalid(format!("tokens[{i}].token"), "missing")),
-            };
-            if seen.iter().any(|s| s.matches(secret.expose())) {
+            let prefix = format!("tokens[{i}].");
+            let secret =
+                setting::secret(t.token.as_ref(), t.token_env.as_deref(), &prefix, secrets)?;
+            let repeated = tokens.iter().any(|s| s.secret.matches(secret.expose()));
+            if secrets == Secrets::Read && repeated {
                 return Err(invalid(
-                    format!("tokens[{i}].token"),
+                    format!("{prefix}token"),
                     "same value as an earlier token",
                 ));
             }
-            seen.push(secret.clone());
             tokens.push(Token {
                 config: t.clone(),
                 secret,
@@ -522,6 +514,85 @@ impl Config {
         }
         Ok(tokens)
     }
+}
+
+impl Settings {
+    /// Reads a config file and resolves it (`secrets`: whether to read them).
+    pub fn load(path: &Path, secrets: Secrets) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let named = |e: ConfigError| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
+                path: Some(path.to_path_buf()),
+                key,
+                message,
+            },
+            other => other,
+        };
+        let config = Config::parse(&text).map_err(named)?;
+        let mut settings = Settings::resolve(config, secrets).map_err(named)?;
+        settings.path = Some(path.to_path_buf());
+        Ok(settings)
+    }
+
+    /// Parses TOML text and resolves it (tests and benchmarks).
+    pub fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::resolve(Config::parse(text)?, Secrets::Read)
+    }
+
+    /// The embedded defaults, resolved.
+    pub fn embedded() -> Result<Settings, ConfigError> {
+        Settings::resolve(Config::default(), Secrets::Read)
+    }
+
+    /// Checks and resolves everything, once.
+    pub fn resolve(config: Config, secrets: Secrets) -> Result<Settings, ConfigError> {
+        config.check()?;
+        let tokens = config.resolve_tokens(secrets)?;
+        let outputs = resolve_outputs(&config.outputs, &config.data_dir, secrets)?;
+        let per_token = final_pass_overrides(&tokens);
+        let assets_err = |e: AssetError| invalid("enrich.assets", e.to_string());
+        let enricher = Enricher::new(&config.enrich, &per_token).map_err(assets_err)?;
+        if let (None, Some(path)) = (&enricher, &config.enrich.assets) {
+            // Enrichment is off, but a table named is still checked.
+            crate::enrich::assets::AssetTable::load(path).map_err(assets_err)?;
+        }
+        let queue_path = config
+            .queue
+            .path
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("queue"));
+        Ok(Settings {
+            path: None,
+            data_dir: config.data_dir,
+            server: config.server,
+            tokens,
+            queue_path,
+            queue: config.queue,
+            outputs,
+            enrich: config.enrich,
+            enricher,
+            log: config.log,
+        })
+    }
+
+    /// (token name, `final_pass_system`) for the tokens that set one.
+    pub fn final_pass_overrides(&self) -> Vec<(String, String)> {
+        final_pass_overrides(&self.tokens)
+    }
+}
+
+fn final_pass_overrides(tokens: &[Token]) -> Vec<(String, String)> {
+    tokens
+        .iter()
+        .filter_map(|t| Some((t.config.name.clone(), t.config.final_pass_system.clone()?)))
+        .collect()
 }
 
 pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -538,9 +609,11 @@ mod tests {
 
     #[test]
     fn empty_config_is_the_embedded_default() {
-        let c = Config::parse("").unwrap();
+        let c = Settings::parse("").unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8088");
-        assert_eq!(c.queue_path(), PathBuf::from("data/queue"));
+        assert_eq!(c.queue_path, PathBuf::from("data/queue"));
+        assert_eq!(c.outputs.len(), 1);
+        assert!(c.enricher.is_some());
         assert!(c.server.tls);
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
     }
@@ -556,18 +629,17 @@ mod tests {
 
     #[test]
     fn token_rules() {
-        let e = Config::parse("[[tokens]]\nname=\"a\"\n").unwrap_err();
+        let e = Settings::parse("[[tokens]]\nname=\"a\"\n").unwrap_err();
         assert!(e.to_string().contains("tokens[0].token"), "{e}");
-        let e = Config::parse(
+        let e = Settings::parse(
             "[[tokens]]\nname=\"a\"\ntoken=\"x\"\n[[tokens]]\nname=\"a\"\ntoken=\"y\"\n",
         )
         .unwrap_err();
         assert!(e.to_string().contains("tokens[1].name"), "{e}");
-        let c = Config::parse("[[tokens]]\nname=\"a\"\ntoken_env=\"SLUICE_TEST_UNSET_VAR_1\"\n")
-            .unwrap();
-        let e = c.resolve_tokens().unwrap_err();
+        let e = Settings::parse("[[tokens]]\nname=\"a\"\ntoken_env=\"SLUICE_TEST_UNSET_VAR_1\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("SLUICE_TEST_UNSET_VAR_1"), "{e}");
-        let e = Config::parse(
+        let e = Settings::parse(
             "[[tokens]]\nname=\"a\"\ntoken=\"x\"\nindex=\"main\"\nallowed_indexes=[\"cf\"]\n",
         )
         .unwrap_err();
@@ -578,29 +650,36 @@ mod tests {
     fn debug_never_shows_tokens() {
         let c = Config::parse("[[tokens]]\nname=\"a\"\ntoken=\"s3cret-token\"\n").unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
-        assert!(c.resolve_tokens().unwrap()[0]
-            .secret
-            .matches("s3cret-token"));
+        let s = Settings::resolve(c, Secrets::Read).unwrap();
+        assert!(!format!("{:?}", s.tokens).contains("s3cret"));
+        assert!(s.tokens[0].secret.matches("s3cret-token"));
     }
 
     #[test]
     fn missing_config_file_is_named() {
-        let e = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        let e = Settings::load(Path::new("/nonexistent/sluice.toml"), Secrets::Read)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("/nonexistent/sluice.toml"), "{e}");
     }
 
     #[test]
     fn example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.example.toml");
-        let c = Config::load(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text).unwrap();
+        c.check().unwrap();
         assert!(!c.tokens.is_empty());
         assert!(c.tokens.iter().any(|t| t.ack == AckMode::Durable));
-        assert_eq!(c.enrich.trim, enrich::TrimMode::Empty);
+        assert_eq!(c.enrich.trim, crate::enrich::config::TrimMode::Empty);
         assert_eq!(c.enrich.indexed().len(), 5);
         assert_eq!(
             c.tokens[0].final_pass_system.as_deref(),
             Some("magic-firewall")
         );
+        let outputs = resolve_outputs(&c.outputs, &c.data_dir, Secrets::Skip).unwrap();
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(outputs[0].engine().build_threads, 2);
         let assets = c.enrich.assets.as_ref().unwrap();
         let table = crate::enrich::assets::AssetTable::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join(assets),
@@ -613,21 +692,25 @@ mod tests {
 
     #[test]
     fn enrich_errors_name_the_key() {
-        let e = Config::parse("[enrich]\ntrim = \"all\"\n")
-            .unwrap_err()
+        let e = Settings::parse("[enrich]\ntrim = \"all\"\n")
+            .err()
+            .unwrap()
             .to_string();
         assert!(e.contains("trim") || e.contains("all"), "{e}");
-        let e = Config::parse("[enrich]\nassets = \"/nonexistent/assets.csv\"\n")
-            .unwrap_err()
+        let e = Settings::parse("[enrich]\nassets = \"/nonexistent/assets.csv\"\n")
+            .err()
+            .unwrap()
             .to_string();
         assert!(
             e.contains("enrich.assets") && e.contains("/nonexistent/assets.csv"),
             "{e}"
         );
-        let e =
-            Config::parse("[[tokens]]\nname = \"a\"\ntoken = \"x\"\nfinal_pass_system = \"mfw\"\n")
-                .unwrap_err()
-                .to_string();
+        let e = Settings::parse(
+            "[[tokens]]\nname = \"a\"\ntoken = \"x\"\nfinal_pass_system = \"mfw\"\n",
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("tokens[0].final_pass_system"), "{e}");
     }
 }

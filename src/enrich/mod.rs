@@ -6,12 +6,12 @@
 //! passes unchanged.
 
 pub mod assets;
+pub mod config;
 pub mod sample;
 pub mod trim;
 
-use crate::config::enrich::{EnrichConfig, TrimMode};
-use crate::config::TokenConfig;
 use assets::{AssetError, AssetTable};
+use config::{EnrichConfig, TrimMode};
 use sample::{Derived, Sample};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -71,10 +71,12 @@ pub struct Enriched<'a> {
 }
 
 impl Enricher {
-    /// Builds the enricher (`None` when `enabled = false`), loading the asset table.
+    /// Builds the enricher (`None` when `enabled = false`), loading the asset
+    /// table. `per_token`: (token name, its `final_pass_system`) for the
+    /// tokens that set one.
     pub fn new(
         config: &EnrichConfig,
-        tokens: &[TokenConfig],
+        per_token: &[(String, String)],
     ) -> Result<Option<Enricher>, AssetError> {
         if !config.enabled {
             return Ok(None);
@@ -83,10 +85,7 @@ impl Enricher {
         Ok(Some(Enricher {
             trim: config.trim,
             final_pass_system: config.final_pass_system.clone(),
-            per_token: tokens
-                .iter()
-                .filter_map(|t| Some((t.name.clone(), t.final_pass_system.clone()?)))
-                .collect(),
+            per_token: per_token.iter().cloned().collect(),
             indexed: config.indexed(),
             assets,
         }))
@@ -252,8 +251,8 @@ pub fn enrich_line(enricher: &Enricher, line: &[u8], token: &str) -> Option<Vec<
 
 #[cfg(test)]
 mod tests {
+    use super::config::EnrichConfig;
     use super::*;
-    use crate::config::enrich::EnrichConfig;
     use serde_json::{json, Map, Value};
     use std::collections::BTreeMap;
 
@@ -394,12 +393,8 @@ mod tests {
 
     #[test]
     fn the_final_pass_system_can_differ_per_token() {
-        let mut spectrum = crate::config::Config::parse(
-            "[[tokens]]\nname = \"spectrum\"\ntoken = \"x\"\nfinal_pass_system = \"dosd\"\n",
-        )
-        .unwrap();
-        spectrum.enrich.assets = None;
-        let e = Enricher::new(&spectrum.enrich, &spectrum.tokens)
+        let per_token = [("spectrum".to_string(), "dosd".to_string())];
+        let e = Enricher::new(&EnrichConfig::default(), &per_token)
             .unwrap()
             .unwrap();
         let line = r#"{"Datetime":1795168804,"MitigationSystem":"dosd","Outcome":"pass"}"#;

@@ -8,8 +8,8 @@
 //! recomputed value, so nothing is lost — plus the checksums, which carry
 //! no analytic value. README.md lists the compact set and how each returns.
 
+use super::config::TrimMode;
 use super::sample::Sample;
-use crate::config::enrich::TrimMode;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::IpAddr;

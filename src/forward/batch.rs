@@ -1,9 +1,20 @@
 //! Request bodies for an output: serialized events packed under the event,
 //! uncompressed and compressed caps (e.g. Splunk Cloud's 1 MB), gzip or not.
 
-use crate::config::outputs::Compression;
 use flate2::write::GzEncoder;
+use serde::Deserialize;
 use std::io::Write;
+
+/// Body compression of an output (`compression`, public config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip.
+    #[default]
+    Gzip,
+    /// No compression.
+    None,
+}
 
 /// Caps of one request body.
 #[derive(Debug, Clone, Copy)]

@@ -11,6 +11,7 @@ pub mod acks;
 pub mod batch;
 pub mod breaker;
 pub mod build;
+pub mod config;
 pub mod context;
 pub mod engine;
 pub mod event;
@@ -23,12 +24,10 @@ pub mod stream;
 pub mod transport;
 pub mod verify;
 
-use crate::config::outputs::{Compression, Output};
-use batch::BatchLimits;
-use context::{EngineSettings, ForwardContext};
+use config::Output;
+use context::ForwardContext;
 use engine::Engine;
 use std::path::Path;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// An output could not start.
@@ -49,6 +48,7 @@ pub fn spawn(
     data_dir: &Path,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ForwardSetupError> {
+    let settings = output.engine().clone();
     Ok(match output {
         Output::File(f) => {
             let writer = file::archive::ArchiveWriter::open(
@@ -57,53 +57,11 @@ pub fn spawn(
                 f.rotate_interval,
                 f.compression,
             )?;
-            let s = EngineSettings {
-                name: f.name.clone(),
-                limits: BatchLimits {
-                    max_events: 10_000,
-                    max_bytes: 8 << 20,
-                    max_compressed_bytes: u64::MAX,
-                    // The archive compresses per batch itself.
-                    compression: Compression::None,
-                },
-                overrides: [None, None, None, None],
-                concurrency: 1,
-                linger: Duration::from_millis(200),
-                ack_poll_interval: Duration::from_secs(10),
-                ack_timeout: Duration::from_secs(300),
-                retry_initial: Duration::from_millis(500),
-                retry_max: Duration::from_secs(30),
-                dead_letter_after: None,
-                build_threads: f.build_threads,
-            };
-            Engine::spawn(s, ctx, file::FileTransport::new(writer), shutdown)
+            Engine::spawn(settings, ctx, file::FileTransport::new(writer), shutdown)
         }
         Output::Splunk(o) => {
             let client = splunk::SplunkClient::new(o, data_dir)?;
-            let s = EngineSettings {
-                name: o.name.clone(),
-                limits: BatchLimits {
-                    max_events: o.max_events,
-                    max_bytes: o.max_bytes,
-                    max_compressed_bytes: o.max_compressed_bytes,
-                    compression: o.compression,
-                },
-                overrides: [
-                    o.index.clone(),
-                    o.sourcetype.clone(),
-                    o.source.clone(),
-                    o.host.clone(),
-                ],
-                concurrency: o.concurrency,
-                linger: o.linger,
-                ack_poll_interval: o.ack_poll_interval,
-                ack_timeout: o.ack_timeout,
-                retry_initial: o.retry_initial,
-                retry_max: o.retry_max,
-                dead_letter_after: o.dead_letter_after,
-                build_threads: o.build_threads,
-            };
-            Engine::spawn(s, ctx, client, shutdown)
+            Engine::spawn(settings, ctx, client, shutdown)
         }
     })
 }

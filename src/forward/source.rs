@@ -264,7 +264,7 @@ mod tests {
         let broken = r#"{"MitigationSystem":"dosd","Datetime":"2026-11-20T10:00:04Z","#;
         let body = format!("{sample}\n{broken}\nplain\n");
         let m = raw_meta(&body, 1_000);
-        let config = crate::config::enrich::EnrichConfig::default();
+        let config = crate::enrich::config::EnrichConfig::default();
         let en = Enricher::new(&config, &[]).unwrap().unwrap();
         let out = each(&m, body.as_bytes(), Some(&en), true);
         assert_eq!(out[0].0.route, Route::Event);

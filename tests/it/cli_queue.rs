@@ -138,3 +138,28 @@ async fn export_then_import_moves_the_backlog() {
     );
     assert_eq!(queued_events(&q).len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_commands_do_not_need_the_services_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tokens and outputs whose secrets live in the service's environment,
+    // which an operator's shell does not have.
+    let text = config_text(dir.path(), "", "").replace(
+        "token = \"unused\"",
+        "token_env = \"SLUICE_TEST_OUTPUT_TOKEN_UNSET\"",
+    )
+        + "\n[[tokens]]\nname = \"logpush\"\ntoken_env = \"SLUICE_TEST_HEC_TOKEN_UNSET\"\n";
+    let config = write_file(dir.path(), "sluice.toml", &text);
+    drop(open_queue(dir.path()));
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| cli(&["queue", "stats", "--json"], &config));
+    assert!(ok, "{err}");
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["records"], 0);
+    // Running needs them, and says which one is missing.
+    let mut cmd = sluice_command();
+    cmd.args(["validate", "--config"]).arg(&config);
+    let (status, _, err) = tokio::task::block_in_place(|| run_to_end(cmd));
+    assert!(!status.success());
+    assert!(err.contains("SLUICE_TEST_HEC_TOKEN_UNSET"), "{err}");
+}

@@ -53,7 +53,7 @@ async fn tls_errors_name_the_file() {
         &format!("client_ca = \"{}\"", bogus.display()),
         "",
     );
-    let config = sluice::config::Config::parse(&text).unwrap();
+    let config = sluice::config::Settings::parse(&text).unwrap();
     let err = match sluice::app::start(config).await {
         Ok(_) => panic!("a bogus client CA must not start"),
         Err(e) => e.to_string(),

@@ -166,7 +166,7 @@ impl Builders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::outputs::Compression;
+    use crate::forward::batch::Compression;
     use crate::forward::output_metrics::BuildMetrics;
     use crate::metrics::Metrics;
     use crate::queue::QueueLimits;

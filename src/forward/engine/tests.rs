@@ -5,9 +5,9 @@
 //! released — without HTTP.
 
 use super::*;
-use crate::config::outputs::Compression;
 use crate::enrich::EnricherSlot;
 use crate::forward::batch::BatchLimits;
+use crate::forward::batch::Compression;
 use crate::forward::context::TokenMeta;
 use crate::forward::transport::SendOutcome;
 use crate::metrics::Metrics;

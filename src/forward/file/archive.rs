@@ -3,7 +3,7 @@
 //! before a batch counts as delivered. A file being written ends in `.open`;
 //! one left by a crash is cut back to its last whole batch and closed at start.
 
-use crate::config::outputs::Compression;
+use super::super::batch::Compression;
 use flate2::write::GzEncoder;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};

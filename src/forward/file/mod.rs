@@ -5,6 +5,7 @@
 //! after the breaker's backoff.
 
 pub mod archive;
+pub mod config;
 
 use super::transport::{Answer, Request, SendOutcome, Transport, TransportError};
 use crate::hec::ack::AckReply;

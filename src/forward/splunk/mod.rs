@@ -4,12 +4,13 @@
 //! classified (`classify.rs`) for the engine.
 
 pub mod classify;
+pub mod config;
 
 use super::source::Route;
 use super::transport::{Answer, Request, SendOutcome, Transport, TransportError};
-use crate::config::outputs::SplunkOutput;
 use crate::hec::ack::AckReply;
 use crate::hec::Channel;
+use config::SplunkOutput;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,11 +72,13 @@ fn file_err(output: &str, path: &Path, message: impl std::fmt::Display) -> Splun
 fn channels(data_dir: &Path, cfg: &SplunkOutput) -> Result<Vec<Channel>, SplunkSetupError> {
     let path = data_dir.join("channels.json");
     let mut all: BTreeMap<String, BTreeMap<String, String>> = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| file_err(&cfg.name, &path, e))?,
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| file_err(&cfg.engine.name, &path, e))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(e) => return Err(file_err(&cfg.name, &path, e)),
+        Err(e) => return Err(file_err(&cfg.engine.name, &path, e)),
     };
-    let mine = all.entry(cfg.name.clone()).or_default();
+    let mine = all.entry(cfg.engine.name.clone()).or_default();
     let mut changed = false;
     let mut out = Vec::new();
     for url in &cfg.urls {
@@ -91,11 +94,12 @@ fn channels(data_dir: &Path, cfg: &SplunkOutput) -> Result<Vec<Channel>, SplunkS
         out.push(ch);
     }
     if changed {
-        crate::private_fs::create_dir(data_dir).map_err(|e| file_err(&cfg.name, data_dir, e))?;
+        crate::private_fs::create_dir(data_dir)
+            .map_err(|e| file_err(&cfg.engine.name, data_dir, e))?;
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(&all).unwrap_or_default();
-        crate::private_fs::write(&tmp, text).map_err(|e| file_err(&cfg.name, &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| file_err(&cfg.name, &path, e))?;
+        crate::private_fs::write(&tmp, text).map_err(|e| file_err(&cfg.engine.name, &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| file_err(&cfg.engine.name, &path, e))?;
     }
     Ok(out)
 }
@@ -111,28 +115,29 @@ impl SplunkClient {
                 .cookie_store(true)
                 .timeout(Duration::from_secs(60))
                 .connect_timeout(Duration::from_secs(10))
-                .pool_max_idle_per_host(cfg.concurrency)
+                .pool_max_idle_per_host(cfg.engine.concurrency)
                 .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
             if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| file_err(&cfg.name, ca, e))?;
+                let pem = std::fs::read(ca).map_err(|e| file_err(&cfg.engine.name, ca, e))?;
                 for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| file_err(&cfg.name, ca, e))?
+                    .map_err(|e| file_err(&cfg.engine.name, ca, e))?
                 {
                     b = b.add_root_certificate(cert);
                 }
             }
             if let Some((cert, key)) = &cfg.client_identity {
-                let mut pem = std::fs::read(cert).map_err(|e| file_err(&cfg.name, cert, e))?;
-                pem.extend(std::fs::read(key).map_err(|e| file_err(&cfg.name, key, e))?);
-                let id =
-                    reqwest::Identity::from_pem(&pem).map_err(|e| file_err(&cfg.name, cert, e))?;
+                let mut pem =
+                    std::fs::read(cert).map_err(|e| file_err(&cfg.engine.name, cert, e))?;
+                pem.extend(std::fs::read(key).map_err(|e| file_err(&cfg.engine.name, key, e))?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| file_err(&cfg.engine.name, cert, e))?;
                 b = b.identity(id);
             }
             if cfg.insecure_skip_verify {
                 b = b.danger_accept_invalid_certs(true);
             }
             let client = b.build().map_err(|e| SplunkSetupError::Client {
-                output: cfg.name.clone(),
+                output: cfg.engine.name.clone(),
                 message: e.to_string(),
             })?;
             indexers.push(Indexer {
@@ -142,12 +147,12 @@ impl SplunkClient {
             });
         }
         Ok(SplunkClient {
-            name: cfg.name.clone(),
+            name: cfg.engine.name.clone(),
             urls: indexers.iter().map(|i| i.url.clone()).collect(),
             indexers,
             auth: format!("Splunk {}", cfg.token.expose()),
             use_ack: cfg.use_ack,
-            gzip: cfg.compression == crate::config::outputs::Compression::Gzip,
+            gzip: cfg.engine.limits.compression == super::batch::Compression::Gzip,
         })
     }
 

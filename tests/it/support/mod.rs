@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 use sluice::app::{self, Running};
-use sluice::config::Config;
+use sluice::config::Settings;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -161,7 +161,7 @@ impl TestServer {
 
     /// Starts Sluice from full config text.
     pub async fn start_text(data_dir: &Path, text: &str) -> TestServer {
-        let config = Config::parse(text).expect("test config");
+        let config = Settings::parse(text).expect("test config");
         let running = app::start(config).await.expect("sluice starts");
         let ep = running.endpoints.clone();
         TestServer {

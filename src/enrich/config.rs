@@ -1,7 +1,7 @@
 //! `[enrich]`: how network analytics samples are enriched on the way out.
 
-use super::{invalid, ConfigError};
-use crate::enrich::sample::{current_name, system_name};
+use super::sample::{current_name, system_name};
+use crate::setting::Invalid;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
     /// Enrich samples at all; `false` forwards every line as it came.
-    #[serde(default = "super::yes")]
+    #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// The last mitigation system a passing packet crosses: passes count only there.
     #[serde(default = "default_final_pass_system")]
@@ -37,6 +37,10 @@ pub enum TrimMode {
     Empty,
     /// Also drop what the Splunk app restores by eval or lookup (README lists them).
     Compact,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 fn default_final_pass_system() -> String {
@@ -68,9 +72,9 @@ impl Default for EnrichConfig {
 }
 
 /// Checks a `final_pass_system` value (a typo would silently stop counting passes).
-pub fn check_system(key: &str, value: &str) -> Result<(), ConfigError> {
+pub fn check_system(key: &str, value: &str) -> Result<(), Invalid> {
     if system_name(value).is_none() {
-        return Err(invalid(
+        return Err(Invalid::new(
             key,
             format!("{value:?} is not a mitigation system (dosd, flowtrackd or magic-firewall)"),
         ));
@@ -80,7 +84,7 @@ pub fn check_system(key: &str, value: &str) -> Result<(), ConfigError> {
 
 impl EnrichConfig {
     /// Checks what the types cannot (the asset table is checked when loaded).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         check_system("enrich.final_pass_system", &self.final_pass_system)?;
         let mut seen = HashSet::new();
         for (i, f) in self.indexed_fields.iter().enumerate() {
@@ -88,13 +92,13 @@ impl EnrichConfig {
             let pascal = f.chars().next().is_some_and(|c| c.is_ascii_uppercase())
                 && f.chars().all(|c| c.is_ascii_alphanumeric());
             if !pascal {
-                return Err(invalid(
+                return Err(Invalid::new(
                     key,
                     format!("{f:?} is not a Cloudflare field name (PascalCase, e.g. AttackID)"),
                 ));
             }
             if !seen.insert(indexed_name(f)) {
-                return Err(invalid(key, format!("{f:?} is listed twice")));
+                return Err(Invalid::new(key, format!("{f:?} is listed twice")));
             }
         }
         Ok(())
