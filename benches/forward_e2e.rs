@@ -72,12 +72,8 @@ async fn ack(body: web::Bytes) -> HttpResponse {
 }
 
 fn main() {
-    // The same allocator settings as the `sluice` binary (see src/main.rs).
-    // SAFETY: only allocator parameters, set before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
+    // The same allocator settings as the `sluice` binary.
+    sluice::allocator::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

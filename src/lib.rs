@@ -1,6 +1,7 @@
 //! Sluice: a durable, Splunk-HEC-compatible receiver for Cloudflare Logpush.
 
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod bootstrap;
 pub mod config;

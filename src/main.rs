@@ -228,25 +228,9 @@ fn load(config: Option<&Path>, secrets: Secrets) -> Result<Settings> {
     }
 }
 
-/// Keeps glibc from holding freed request buffers: with its default dynamic
-/// mmap threshold and one arena per thread, RSS under sustained 10k-line
-/// batches grew past 300 MB; with these two settings it stays near 200 MB
-/// (benches/README.md). Must run before any thread starts.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    // SAFETY: mallopt only changes allocator parameters; called while the
-    // process is single-threaded.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}
-
 fn main() -> Result<()> {
-    tune_allocator();
+    // Before any thread starts.
+    sluice::allocator::tune();
     // The queue holds every event and the data dir the token: whatever
     // creates files (sled included) creates them for this user only.
     sluice::private_fs::restrict_umask();
