@@ -29,6 +29,9 @@ pub struct BatchLimits {
     pub compression: Compression,
 }
 
+/// The most a new body reserves (pages are only touched as it fills).
+const MAX_RESERVE: u64 = 16 << 20;
+
 /// Room kept for the final deflate block and the gzip trailer.
 const GZIP_TAIL: u64 = 64;
 
@@ -61,11 +64,15 @@ pub struct Batch {
 impl BatchBuilder {
     /// An empty batch.
     pub fn new(limits: BatchLimits) -> BatchBuilder {
+        // Room for a full body up front: growing a Vec to megabytes copies
+        // the body several times over (memmove was ~8 % of a drain).
+        let room = |cap: u64| Vec::with_capacity(cap.min(MAX_RESERVE) as usize);
         let sink = match limits.compression {
-            Compression::Gzip => {
-                Sink::Gzip(GzEncoder::new(Vec::new(), flate2::Compression::fast()))
-            }
-            Compression::None => Sink::Plain(Vec::new()),
+            Compression::Gzip => Sink::Gzip(GzEncoder::new(
+                room(limits.max_compressed_bytes),
+                flate2::Compression::fast(),
+            )),
+            Compression::None => Sink::Plain(room(limits.max_bytes)),
         };
         BatchBuilder {
             limits,
