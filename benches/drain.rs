@@ -7,7 +7,7 @@
 //! 500000 events, threads 1 2).
 
 mod common;
-use common::{cpu_seconds, peak_rss_mb, rss_mb};
+use common::{cpu_seconds, logpush_meta, peak_rss_mb, rss_mb};
 
 use flate2::write::GzEncoder;
 use sluice::enrich::config::EnrichConfig;
@@ -17,7 +17,7 @@ use sluice::forward::config::Output;
 use sluice::forward::context::{ForwardContext, TokenMeta};
 use sluice::forward::file::config::FileConfig;
 use sluice::metrics::Metrics;
-use sluice::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits, RecordMeta};
+use sluice::queue::{BodyEncoding, Queue, QueueLimits};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -66,19 +66,7 @@ async fn fill(dir: &Path, events: usize) -> u64 {
         let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&body).expect("gzip");
         let stored = gz.finish().expect("gzip");
-        let meta = RecordMeta {
-            endpoint: DataEndpoint::Raw,
-            token: "logpush".into(),
-            channel: None,
-            sourcetype: Some("cloudflare:network_analytics".into()),
-            source: Some("cloudflare:logpush".into()),
-            host: None,
-            index: Some("cloudflare".into()),
-            received_ms: 0,
-            events: n as u64,
-            encoding: BodyEncoding::Gzip,
-            decoded_bytes: body.len() as u64,
-        };
+        let meta = logpush_meta(n as u64, body.len() as u64, BodyEncoding::Gzip);
         let p = q.append(&meta, &stored).expect("append");
         q.commit(p).await.expect("commit");
         k += n;

@@ -4,13 +4,16 @@
 //! `_raw` bytes per sample against Cloudflare's line for each trim mode.
 //! Run: `cargo bench --bench enrich`.
 
+mod common;
+use common::logpush_meta;
+
 use sluice::enrich::config::{EnrichConfig, TrimMode};
 use sluice::enrich::{enrich_line, Enricher};
 use sluice::forward::event::{Overrides, Resolver, TokenDefaults};
 use sluice::forward::source::render;
 use sluice::forward::stream::{EventStream, Item};
 use sluice::loadgen::scenario::{Scenario, ScenarioOptions, Timestamps};
-use sluice::queue::{BodyEncoding, DataEndpoint, RecordMeta};
+use sluice::queue::BodyEncoding;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -49,19 +52,7 @@ fn batch(lines: &[String], n: usize) -> Vec<u8> {
 
 /// Serializes every event of a `/raw` record as the Splunk output does; returns bytes written.
 fn forward_once(decoded: &[u8], events: u64, enrich: Option<&Enricher>) -> usize {
-    let meta = RecordMeta {
-        endpoint: DataEndpoint::Raw,
-        token: "logpush".into(),
-        channel: None,
-        sourcetype: Some("cloudflare:network_analytics".into()),
-        source: Some("cloudflare:logpush".into()),
-        host: None,
-        index: Some("cloudflare".into()),
-        received_ms: 0,
-        events,
-        encoding: BodyEncoding::Identity,
-        decoded_bytes: decoded.len() as u64,
-    };
+    let meta = logpush_meta(events, decoded.len() as u64, BodyEncoding::Identity);
     let resolver = Resolver {
         overrides: Overrides::default(),
         token: TokenDefaults::default(),

@@ -41,3 +41,25 @@ pub fn peak_rss_mb() -> u64 {
         })
         .map_or(0, |kb| kb / 1024)
 }
+
+/// The metadata of a Logpush batch as Sluice stores it: `/raw`, token
+/// `logpush`, sourcetype `cloudflare:network_analytics`, index `cloudflare`.
+pub fn logpush_meta(
+    events: u64,
+    decoded_bytes: u64,
+    encoding: sluice::queue::BodyEncoding,
+) -> sluice::queue::RecordMeta {
+    sluice::queue::RecordMeta {
+        endpoint: sluice::queue::DataEndpoint::Raw,
+        token: "logpush".into(),
+        channel: None,
+        sourcetype: Some("cloudflare:network_analytics".into()),
+        source: Some("cloudflare:logpush".into()),
+        host: None,
+        index: Some("cloudflare".into()),
+        received_ms: 0,
+        events,
+        encoding,
+        decoded_bytes,
+    }
+}

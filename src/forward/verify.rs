@@ -83,17 +83,7 @@ mod tests {
     #[tokio::test]
     async fn reports_a_record_whose_body_does_not_decode() {
         let dir = tempfile::tempdir().unwrap();
-        let q = Arc::new(
-            Queue::open(
-                dir.path(),
-                QueueLimits {
-                    max_bytes: 1 << 30,
-                    min_free_bytes: 0,
-                    cache_bytes: 8 << 20,
-                },
-            )
-            .unwrap(),
-        );
+        let q = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
         let meta = |encoding, len: usize, events| {
             RecordMeta::plain(DataEndpoint::Raw, encoding, len as u64, events)
         };

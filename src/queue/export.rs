@@ -103,11 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn export_then_import_keeps_every_record() {
-        let limits = QueueLimits {
-            max_bytes: 1 << 30,
-            min_free_bytes: 0,
-            cache_bytes: 8 << 20,
-        };
+        let limits = QueueLimits::roomy();
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let src = Queue::open(a.path(), limits).unwrap();

@@ -95,6 +95,18 @@ pub struct QueueLimits {
     pub cache_bytes: u64,
 }
 
+#[cfg(test)]
+impl QueueLimits {
+    /// Test fixture: a queue that never refuses (1 GiB, no free-space floor, 8 MiB cache).
+    pub(crate) fn roomy() -> QueueLimits {
+        QueueLimits {
+            max_bytes: 1 << 30,
+            min_free_bytes: 0,
+            cache_bytes: 8 << 20,
+        }
+    }
+}
+
 /// Why the queue cannot take a record now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Busy {

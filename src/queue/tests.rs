@@ -2,11 +2,7 @@
 use super::*;
 
 fn limits() -> QueueLimits {
-    QueueLimits {
-        max_bytes: 1 << 30,
-        min_free_bytes: 0,
-        cache_bytes: 8 << 20,
-    }
+    QueueLimits::roomy()
 }
 
 fn meta(events: u64) -> RecordMeta {

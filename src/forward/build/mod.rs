@@ -175,11 +175,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stop_waits_for_every_blocking_task() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = QueueLimits {
-            max_bytes: 1 << 30,
-            min_free_bytes: 0,
-            cache_bytes: 8 << 20,
-        };
+        let limits = QueueLimits::roomy();
         let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
         let shared = BuildShared {
             queue: Arc::clone(&queue),

@@ -137,11 +137,7 @@ mod tests {
 
     async fn queue(events: &[u64], received_ms: u64) -> (tempfile::TempDir, Queue) {
         let dir = tempfile::tempdir().unwrap();
-        let limits = QueueLimits {
-            max_bytes: 1 << 30,
-            min_free_bytes: 0,
-            cache_bytes: 8 << 20,
-        };
+        let limits = QueueLimits::roomy();
         let q = Queue::open(dir.path(), limits).unwrap();
         for n in events {
             let meta = RecordMeta {

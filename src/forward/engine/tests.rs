@@ -134,11 +134,7 @@ async fn rig(
     script: impl Fn(usize, &[String], usize) -> SendOutcome + Send + Sync + 'static,
 ) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let limits = QueueLimits {
-        max_bytes: 1 << 30,
-        min_free_bytes: 0,
-        cache_bytes: 8 << 20,
-    };
+    let limits = QueueLimits::roomy();
     let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
     for (i, n) in records.iter().enumerate() {
         let body: String = (0..*n).map(|j| format!("r{i}e{j}\n")).collect();
