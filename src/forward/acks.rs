@@ -37,12 +37,22 @@ impl AckTracker {
         AckTracker::default()
     }
 
-    /// Records that `indexer` answered `ack_id` for `batch`.
-    pub fn sent(&mut self, indexer: usize, ack_id: u64, batch: BatchId, at: Instant) {
+    /// Records that `indexer` answered `ack_id` for `batch`. An id already
+    /// pending means the indexer started its ids over (a restart lost what
+    /// it owed): the batch that held it is returned, to be sent again.
+    #[must_use]
+    pub fn sent(
+        &mut self,
+        indexer: usize,
+        ack_id: u64,
+        batch: BatchId,
+        at: Instant,
+    ) -> Option<BatchId> {
         self.pending
             .entry(indexer)
             .or_default()
-            .insert(ack_id, Sent { batch, at });
+            .insert(ack_id, Sent { batch, at })
+            .map(|displaced| displaced.batch)
     }
 
     /// The ids to poll on `indexer`, oldest first.
@@ -170,9 +180,9 @@ mod tests {
     fn acks_deliver_batches_once() {
         let mut t = AckTracker::new();
         let t0 = Instant::now();
-        t.sent(0, 0, 100, t0);
-        t.sent(0, 1, 101, t0);
-        t.sent(1, 0, 102, t0);
+        assert_eq!(t.sent(0, 0, 100, t0), None);
+        assert_eq!(t.sent(0, 1, 101, t0), None);
+        assert_eq!(t.sent(1, 0, 102, t0), None);
         assert_eq!(t.to_poll(0), vec![0, 1]);
         let reply = AckReply::from_pairs([(0, true), (1, false), (7, true)]);
         assert_eq!(
@@ -188,8 +198,8 @@ mod tests {
     fn unanswered_acks_time_out_for_resend() {
         let mut t = AckTracker::new();
         let t0 = Instant::now();
-        t.sent(0, 0, 1, t0);
-        t.sent(0, 1, 2, t0 + Duration::from_secs(200));
+        assert_eq!(t.sent(0, 0, 1, t0), None);
+        assert_eq!(t.sent(0, 1, 2, t0 + Duration::from_secs(200)), None);
         let late = t0 + Duration::from_secs(301);
         assert_eq!(
             t.expire(late, Duration::from_secs(300)),
@@ -202,6 +212,17 @@ mod tests {
         // A late true for the expired id no longer counts.
         assert!(t.acked(0, &AckReply::from_pairs([(0, true)])).is_empty());
         assert_eq!(t.forget_indexer(0), vec![2]);
+    }
+
+    #[test]
+    fn a_repeated_ack_id_gives_back_the_batch_that_held_it() {
+        let mut t = AckTracker::new();
+        let t0 = Instant::now();
+        assert_eq!(t.sent(0, 7, 1, t0), None);
+        // The indexer restarted and counts from its old ids again.
+        assert_eq!(t.sent(0, 7, 2, t0), Some(1));
+        let done = t.acked(0, &AckReply::from_pairs([(7, true)]));
+        assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]

@@ -26,8 +26,10 @@ use tokio::task::JoinSet;
 /// a large record finishes its current batch first).
 const STOP_WAIT: Duration = Duration::from_secs(30);
 
-/// Batches a job may have built ahead of the engine.
-pub const JOB_BACKLOG: usize = 2;
+/// Batches a job may have built ahead of the engine: one more than a job's
+/// usual full batches (`plan::JOB_BATCHES`), so a builder finishes its job
+/// and takes the next while the engine still sends an earlier one.
+pub const JOB_BACKLOG: usize = plan::JOB_BATCHES as usize + 1;
 
 /// What builder threads share, read-only.
 pub struct BuildShared {
@@ -73,6 +75,12 @@ impl BuildShared {
     }
 }
 
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a build, rebuild or dead-letter task of an output failed");
+    }
+}
+
 /// The jobs being built, oldest first, and every blocking task of the
 /// output (jobs, rebuilds, dead-letter reads), so none outlives it: the
 /// last handle on the queue is then never dropped on a stray thread.
@@ -99,8 +107,10 @@ impl Builders {
     pub fn run_blocking(&mut self, work: impl FnOnce(&BuildShared) + Send + 'static) {
         let shared = Arc::clone(&self.shared);
         self.tasks.spawn_blocking(move || work(&shared));
-        // Forget the results of finished tasks so the set stays small.
-        while self.tasks.try_join_next().is_some() {}
+        // Collect finished tasks so the set stays small; a panic is logged.
+        while let Some(done) = self.tasks.try_join_next() {
+            log_panic(done);
+        }
     }
 
     /// Whether another job may start.
@@ -156,7 +166,11 @@ impl Builders {
     /// Abandons every job and waits until all blocking tasks have ended.
     pub async fn stop(&mut self) {
         self.clear();
-        let all = async { while self.tasks.join_next().await.is_some() {} };
+        let all = async {
+            while let Some(done) = self.tasks.join_next().await {
+                log_panic(done);
+            }
+        };
         if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
             tracing::warn!("blocking work of an output still running at shutdown");
         }

@@ -1,16 +1,24 @@
 //! Which records the next build job takes. Jobs are whole records from the
-//! first one this output has not planned yet, about `max_events` events
-//! (or [`MAX_RECORDS_PER_JOB`] records) each, so a record is decoded once
+//! first one this output has not planned yet, about [`JOB_BATCHES`] ×
+//! `max_events` events each, so a record is decoded once
 //! and builders work on different records in parallel. Small records wait
 //! up to `linger` for company; a record whose read failed is planned again
 //! from the event it stopped at once its retry is due.
 
 use crate::queue::{Queue, RecordId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records per job at most (many tiny requests still make one job).
-pub const MAX_RECORDS_PER_JOB: usize = 256;
+/// A job holds about this many full batches (`max_events` each), so the
+/// partial batch at a job's end is one request in this many.
+pub const JOB_BATCHES: u64 = 2;
+
+/// Records per job at most, whatever their events (bounds one planning pass).
+pub const MAX_RECORDS_PER_JOB: usize = 65_536;
+
+/// When a due retry cannot read its record's count, it is tried again after this.
+const RETRY_AGAIN: Duration = Duration::from_secs(1);
 
 /// The planner's answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,11 +67,11 @@ impl Planner {
     }
 
     /// Plans the next job. `track(record, events)` is called for each record
-    /// planned (whole or from a retry) before it is returned.
+    /// planned (whole or from a retry) whose event count is known.
     #[allow(clippy::too_many_arguments)]
     pub fn plan(
         &mut self,
-        queue: &Queue,
+        queue: &Arc<Queue>,
         output: &str,
         max_events: u64,
         linger: Duration,
@@ -73,9 +81,16 @@ impl Planner {
     ) -> Plan {
         if let Some((&record, &(from, _))) = self.retries.iter().find(|(_, (_, at))| *at <= now) {
             self.retries.remove(&record);
-            if let Some(events) = queue.events_of(record) {
-                track(record, events);
-                return Plan::Job(vec![(record, from)]);
+            match known_events(queue, record) {
+                Some(events) => {
+                    track(record, events);
+                    return Plan::Job(vec![(record, from)]);
+                }
+                // Not readable right now (a store being reopened): later.
+                None if queue.contains(record) => {
+                    self.retries.insert(record, (from, now + RETRY_AGAIN));
+                }
+                None => {}
             }
         }
         let retry_wait = self
@@ -84,35 +99,41 @@ impl Planner {
             .map(|(_, at)| at.saturating_duration_since(now))
             .min();
         let limit = queue.readable_before();
-        let mut job = Vec::new();
+        let target = max_events.saturating_mul(JOB_BATCHES);
+        let mut job: Vec<(RecordId, Option<u64>)> = Vec::new();
         let mut events = 0u64;
         let mut first_ms = None;
         let mut last = None;
         for id in queue.ids_from(self.next).take_while(|id| *id < limit) {
-            last = Some(id);
             if queue.is_released(id, output) {
+                last = Some(id);
                 continue;
             }
-            let Some(n) = queue.events_of(id) else {
-                continue;
-            };
+            let n = known_events(queue, id);
+            if n.is_none() && !job.is_empty() {
+                // Planned alone next time, so its failure stays its own.
+                break;
+            }
+            last = Some(id);
             first_ms = first_ms.or_else(|| queue.received_ms(id));
             job.push((id, n));
-            events += n;
-            if events >= max_events || job.len() >= MAX_RECORDS_PER_JOB {
+            events += n.unwrap_or(0);
+            if n.is_none() || events >= target || job.len() >= MAX_RECORDS_PER_JOB {
                 break;
             }
         }
-        if job.is_empty() {
+        let Some(&(first, _)) = job.first() else {
             // Skipped records (released by this output) are behind us.
             if let Some(id) = last {
                 self.next = id + 1;
             }
             return retry_wait.map_or(Plan::Idle, Plan::Wait);
-        }
-        if events < max_events {
+        };
+        if events < max_events && job.iter().all(|(_, n)| n.is_some()) {
             let age = Duration::from_millis(now_ms.saturating_sub(first_ms.unwrap_or(now_ms)));
             if let Some(wait) = linger.checked_sub(age).filter(|w| !w.is_zero()) {
+                // Released records before the first are not scanned again.
+                self.next = first;
                 return Plan::Wait(retry_wait.map_or(wait, |r| r.min(wait)));
             }
         }
@@ -120,12 +141,23 @@ impl Planner {
         Plan::Job(
             job.into_iter()
                 .map(|(id, n)| {
-                    track(id, n);
+                    // A record whose count cannot be read is not tracked: its
+                    // job reports the read failure, which gives it up in time.
+                    if let Some(n) = n {
+                        track(id, n);
+                    }
                     (id, 0)
                 })
                 .collect(),
         )
     }
+}
+
+/// A record's event count: from its index entry, else from its header.
+fn known_events(queue: &Arc<Queue>, id: RecordId) -> Option<u64> {
+    queue
+        .events_of(id)
+        .or_else(|| queue.body_reader(id).ok().flatten().map(|(m, _)| m.events))
 }
 
 #[cfg(test)]
@@ -135,10 +167,10 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    async fn queue(events: &[u64], received_ms: u64) -> (tempfile::TempDir, Queue) {
+    async fn queue(events: &[u64], received_ms: u64) -> (tempfile::TempDir, Arc<Queue>) {
         let dir = tempfile::tempdir().unwrap();
         let limits = QueueLimits::roomy();
-        let q = Queue::open(dir.path(), limits).unwrap();
+        let q = Arc::new(Queue::open(dir.path(), limits).unwrap());
         for n in events {
             let meta = RecordMeta {
                 received_ms,
@@ -152,7 +184,7 @@ mod tests {
 
     fn plan(
         p: &mut Planner,
-        q: &Queue,
+        q: &Arc<Queue>,
         max: u64,
         linger: Duration,
         now: Instant,
@@ -164,27 +196,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_are_whole_records_of_about_max_events() {
+    async fn jobs_are_whole_records_of_a_few_batches() {
         let (_d, q) = queue(&[4, 4, 4, 9, 1], 1_000).await;
         let mut p = Planner::new();
         let now = Instant::now();
-        let (j, tracked) = plan(&mut p, &q, 8, Duration::ZERO, now, 1_000);
+        // max_events 4: a job holds JOB_BATCHES × 4 = 8 events or more.
+        let (j, tracked) = plan(&mut p, &q, 4, Duration::ZERO, now, 1_000);
         assert_eq!(j, Plan::Job(vec![(0, 0), (1, 0)]));
         assert_eq!(tracked, vec![(0, 4), (1, 4)]);
-        // A record over the size is one job of its own, never cut.
+        // A record is never cut between jobs.
         assert_eq!(
-            plan(&mut p, &q, 8, Duration::ZERO, now, 1_000).0,
+            plan(&mut p, &q, 4, Duration::ZERO, now, 1_000).0,
             Plan::Job(vec![(2, 0), (3, 0)])
         );
         assert_eq!(
-            plan(&mut p, &q, 8, Duration::ZERO, now, 1_000).0,
+            plan(&mut p, &q, 4, Duration::ZERO, now, 1_000).0,
             Plan::Job(vec![(4, 0)])
         );
         assert_eq!(
-            plan(&mut p, &q, 8, Duration::ZERO, now, 1_000).0,
+            plan(&mut p, &q, 4, Duration::ZERO, now, 1_000).0,
             Plan::Idle
         );
         assert_eq!(p.position(), 5);
+    }
+
+    #[tokio::test]
+    async fn single_event_requests_still_fill_whole_batches() {
+        let (_d, q) = queue(&[1; 300], 1_000).await;
+        let mut p = Planner::new();
+        let (j, _) = plan(&mut p, &q, 100, Duration::ZERO, Instant::now(), 1_000);
+        let Plan::Job(job) = j else { panic!("{j:?}") };
+        assert_eq!(job.len(), 200, "two full batches of single-event requests");
     }
 
     #[tokio::test]

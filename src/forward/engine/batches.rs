@@ -34,12 +34,13 @@ impl BatchState {
         }
     }
 
-    /// Removes `record`'s events; returns how many.
-    pub fn strip(&mut self, record: RecordId) -> u64 {
-        let before = self.events;
-        self.segments.retain(|s| s.record != record);
+    /// Takes `record`'s segments out.
+    pub fn strip(&mut self, record: RecordId) -> Vec<Segment> {
+        let (taken, kept): (Vec<Segment>, Vec<Segment>) =
+            self.segments.iter().partition(|s| s.record == record);
+        self.segments = kept;
         self.events = count(&self.segments);
-        before - self.events
+        taken
     }
 
     /// Events of `record` in it.
@@ -153,7 +154,7 @@ mod tests {
         let mut b = BatchState::new(Route::Event, vec![seg(1, 0, 3), seg(2, 0, 2), seg(1, 7, 1)]);
         assert_eq!(b.events, 6);
         assert_eq!(b.events_of(1), 4);
-        assert_eq!(b.strip(1), 4);
+        assert_eq!(b.strip(1), vec![seg(1, 0, 3), seg(1, 7, 1)]);
         assert_eq!((b.events, b.segments.len()), (2, 1));
         let mut all = Batches::default();
         let id = all.insert(b);

@@ -2,6 +2,7 @@
 //! event the destination refuses, one that cannot be read, an oversize
 //! line) and records given up as corrupt.
 
+use super::batches::count;
 use super::{now_ms, Engine, Event};
 use crate::forward::build::job::segment_text;
 use crate::forward::source::{Segment, Unsendable};
@@ -24,9 +25,11 @@ impl<T: Transport> Engine<T> {
     ) {
         let now = Instant::now();
         if self.corrupt.contains(&record) {
-            // Given up already: what a resend still held of it cannot be
-            // read either; it counts as dead-lettered with the record.
-            self.strip_waiting(record);
+            // Given up already: what a resend still held of it becomes dead
+            // letters too (with whatever of it can be read).
+            for seg in self.take_waiting(record) {
+                self.dead_letter_segment(seg, format!("corrupt: {e}"));
+            }
             return;
         }
         let retry = |engine: &mut Engine<T>| {
@@ -48,49 +51,49 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Removes `record`'s events from batches waiting to be rebuilt and
-    /// counts them as dead-lettered; returns how many.
-    fn strip_waiting(&mut self, record: RecordId) -> u64 {
-        let mut dropped = 0;
+    /// Takes `record`'s segments out of the batches waiting to be rebuilt
+    /// (nothing is counted yet).
+    fn take_waiting(&mut self, record: RecordId) -> Vec<Segment> {
+        let mut taken = Vec::new();
         let waiting: Vec<_> = self.resend.iter().copied().collect();
         for b in waiting {
             let Some(st) = self.batches.get_mut(b) else {
                 continue;
             };
-            dropped += st.strip(record);
+            taken.extend(st.strip(record));
             if st.segments.is_empty() {
                 self.batches.remove(b);
                 self.resend.retain(|x| *x != b);
             }
         }
-        if dropped > 0 {
-            self.m.dead_lettered.inc_by(dropped);
-            self.count_delivered(record, dropped);
-        }
-        dropped
+        taken
     }
 
     /// Gives up a record that cannot be read: one dead letter with reason
-    /// `corrupt` (its id, receive time, events read and the error); every
-    /// event of it not on its way to the destination counts as handled, so
-    /// the record leaves and forwarding moves on.
+    /// `corrupt` (its id, receive time, events read and the error) stands
+    /// for every event of it that is nowhere else; events in waiting resends
+    /// get dead letters of their own (with what can be read of them); events
+    /// in batches out, or in letters being written, are counted when those
+    /// finish. So the record leaves, exactly once all are counted.
     pub(super) fn give_up_corrupt(&mut self, record: RecordId, e: &SourceError) {
+        if self.ctx.queue.is_released(record, &self.s.name) {
+            return;
+        }
         self.m.corrupt_records.inc();
         self.corrupt.insert(record);
         self.planner.forget(record);
-        // Batches sent keep their events; batches waiting to be rebuilt drop
-        // this record's (counted with the letter below).
-        let dropped = self.strip_waiting(record);
         // A record whose header cannot be read was never tracked: its index
-        // entry says how many events it holds.
+        // entry says how many events it holds. Tracked before anything counts.
         let indexed = self.ctx.queue.events_of(record).unwrap_or(0);
         self.ledger.track(record, indexed);
+        let waiting = self.take_waiting(record);
         let left = self.ledger.remaining(record).unwrap_or(0);
-        // Events in batches still out will be counted when they are answered.
-        let out = self.batches.events_of(record);
-        let covers = left.saturating_sub(out);
+        let elsewhere = self.batches.events_of(record)
+            + self.lettering_events.get(&record).copied().unwrap_or(0)
+            + count(&waiting);
+        let covers = left.saturating_sub(elsewhere);
         let total = self.ledger.events_of(record).unwrap_or(indexed);
-        let read = total.saturating_sub(covers + dropped);
+        let read = total.saturating_sub(covers);
         let meta = self
             .ctx
             .queue
@@ -102,21 +105,21 @@ impl<T: Transport> Engine<T> {
             "events_read": read,
             "error": e.to_string(),
         });
-        self.dead_letter(
-            record,
-            read,
-            format!("corrupt: {e}"),
-            letter.to_string(),
-            covers,
-        );
+        let reason = format!("corrupt: {e}");
+        self.dead_letter(record, read, reason.clone(), letter.to_string(), covers);
+        for seg in waiting {
+            self.dead_letter_segment(seg, reason.clone());
+        }
         tracing::error!(output = %self.s.name, record, events_read = read, "record given up as corrupt and dead-lettered; forwarding moves on");
     }
 
     /// Dead-letters the events of `seg`, with what can be read of them, on a
-    /// blocking thread (reading them back decodes the record).
+    /// blocking thread (reading them back decodes the record). They count as
+    /// handled once stored (`Event::Lettered`).
     pub(super) fn dead_letter_segment(&mut self, seg: Segment, reason: String) {
         self.lettering += 1;
-        let (tx, output) = (self.tx.clone(), self.s.name.clone());
+        *self.lettering_events.entry(seg.record).or_insert(0) += seg.count;
+        let (tx, output, generation) = (self.tx.clone(), self.s.name.clone(), self.generation);
         self.builders.run_blocking(move |shared| {
             let text = segment_text(shared, seg);
             let text = String::from_utf8_lossy(&text);
@@ -143,6 +146,8 @@ impl<T: Transport> Engine<T> {
             let _ = tx.send(Event::Lettered {
                 record: seg.record,
                 covers,
+                planned: seg.count,
+                generation,
             });
         });
     }

@@ -30,7 +30,7 @@ use super::transport::{Answer, Request, Transport, TransportError};
 use crate::hec::ack::AckReply;
 use crate::queue::RecordId;
 use batches::{BatchId, BatchState, Batches};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
@@ -62,10 +62,13 @@ enum Event {
         dest: usize,
         healthy: bool,
     },
-    /// Dead letters for `covers` events of `record` were stored.
+    /// Dead letters for `covers` of the `planned` events of `record` were
+    /// stored, in the store of `generation`.
     Lettered {
         record: RecordId,
         covers: u64,
+        planned: u64,
+        generation: u64,
     },
 }
 
@@ -105,6 +108,8 @@ pub struct Engine<T: Transport> {
     inflight: usize,
     /// Dead letters being written.
     lettering: usize,
+    /// Events of each record in dead letters being written.
+    lettering_events: HashMap<RecordId, u64>,
     polling: Vec<bool>,
     breaker: Breaker,
     /// The token was refused: no sends until then.
@@ -174,6 +179,7 @@ impl<T: Transport> Engine<T> {
             tracker: AckTracker::new(),
             inflight: 0,
             lettering: 0,
+            lettering_events: HashMap::new(),
             polling: vec![false; dests],
             paused_until: None,
             warned_no_ack: false,
@@ -216,7 +222,11 @@ impl<T: Transport> Engine<T> {
                 _ = housekeeping.tick() => Step::Housekeeping,
                 _ = &mut appended => Step::Wake,
                 _ = tokio::time::sleep(wait) => Step::Wake,
-                _ = shutdown.changed() => Step::Wake,
+                // A dropped sender means shutdown too (never a busy loop).
+                changed = shutdown.changed() => match changed {
+                    Ok(()) => Step::Wake,
+                    Err(_) => break,
+                },
             };
             match step {
                 Step::Event(ev) => self.handle(ev),
@@ -285,6 +295,7 @@ impl<T: Transport> Engine<T> {
         self.ready = None;
         self.tracker = AckTracker::new();
         self.corrupt.clear();
+        self.lettering_events.clear();
     }
 
     /// Starts build jobs while builders have room.
@@ -388,16 +399,23 @@ impl<T: Transport> Engine<T> {
         wait
     }
 
-    /// A builder's report.
+    /// A builder's report, taken when a batch may be sent at once.
     fn take_built(&mut self, built: Built) {
+        self.accept_built(built, true);
+    }
+
+    /// A builder's report. A batch is sent at once only when `send` says so
+    /// (the loop checked the pause, resends and room); otherwise it waits
+    /// as the ready batch.
+    fn accept_built(&mut self, built: Built, send: bool) {
         match built {
             Built::Batch(b) => {
                 let batch = self.batches.insert(BatchState::new(b.route, b.segments));
-                match self.breaker.pick().filter(|_| !self.draining) {
-                    Some(dest) if self.inflight < self.max_inflight() => {
-                        self.start_send(batch, dest, b.request)
-                    }
-                    _ => self.ready = Some((batch, b.request)),
+                let room = send && !self.draining && self.inflight < self.max_inflight();
+                let dest = if room { self.breaker.pick() } else { None };
+                match dest {
+                    Some(dest) => self.start_send(batch, dest, b.request),
+                    None => self.ready = Some((batch, b.request)),
                 }
             }
             Built::Unsendable(record, u) => self.dead_letter_unsendable(record, u),

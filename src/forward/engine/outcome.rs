@@ -63,8 +63,24 @@ impl<T: Transport> Engine<T> {
                     }
                 }
             }
-            Event::Lettered { record, covers } => {
+            Event::Lettered {
+                record,
+                covers,
+                planned,
+                generation,
+            } => {
                 self.lettering = self.lettering.saturating_sub(1);
+                // Written to a store since reopened: the record is read again
+                // from the start, and its events counted then.
+                if generation != self.generation {
+                    return;
+                }
+                if let Some(n) = self.lettering_events.get_mut(&record) {
+                    *n = n.saturating_sub(planned);
+                    if *n == 0 {
+                        self.lettering_events.remove(&record);
+                    }
+                }
                 self.m.dead_lettered.inc_by(covers);
                 self.count_delivered(record, covers);
             }
@@ -105,7 +121,14 @@ impl<T: Transport> Engine<T> {
             }
             SendOutcome::AckPending(id) => {
                 self.breaker.succeeded(dest);
-                self.tracker.sent(dest, id, batch, Instant::now());
+                if let Some(lost) = self.tracker.sent(dest, id, batch, Instant::now()) {
+                    let label = &self.transport.destinations()[dest];
+                    tracing::warn!(output = %self.s.name, indexer = %label, ack_id = id, "indexer reused a pending ack id (restarted?); resending the batch that held it");
+                    if let Some(st) = self.batches.get(lost) {
+                        self.m.resent.inc_by(st.events);
+                    }
+                    self.retry_later(lost, true);
+                }
             }
             SendOutcome::InvalidEvent { number, reason } => {
                 self.breaker.succeeded(dest);
@@ -248,8 +271,10 @@ impl<T: Transport> Engine<T> {
                 }
                 self.give_up(batch);
             }
+            // Only held here, never sent: the loop decides when sending may
+            // resume (pause, resends and order stay as they are).
             match self.builders.try_next() {
-                Some(built) => self.take_built(built),
+                Some(built) => self.accept_built(built, false),
                 None => return,
             }
         }

@@ -381,3 +381,28 @@ async fn dead_letter_after_gives_up_while_no_destination_takes_anything() {
     assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (0, 5));
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_during_a_token_pause_even_with_dead_letter_after() {
+    let mut s = settings();
+    s.retry_max = 1_500 * MS;
+    // On: batches waiting are checked every second, and must only be held.
+    s.dead_letter_after = Some(Duration::from_secs(600));
+    let r = rig(s, 1, &[3, 3, 3], |_, _, attempt| match attempt {
+        0 => SendOutcome::Unauthorized { status: 401 },
+        _ => SendOutcome::Delivered,
+    })
+    .await;
+    r.drained().await;
+    let sends = r.log.sends();
+    let first = sends[0].2;
+    assert!(
+        sends[1..].iter().all(|s| s.2 - first >= 1_500 * MS),
+        "sent during the pause: {:?}",
+        sends.iter().map(|s| s.2 - first).collect::<Vec<_>>()
+    );
+    // The refused batch goes first when sending resumes.
+    assert_eq!(sends[1].1, sends[0].1);
+    assert!(r.letters().is_empty());
+    r.stop().await;
+}

@@ -20,9 +20,14 @@ struct HecAnswer {
 /// Classifies Splunk's answer to one batch. `use_ack`: whether this output
 /// waits for indexer acknowledgements.
 pub fn classify(status: u16, headers: &HeaderMap, body: &[u8], use_ack: bool) -> Answer {
-    let answer: HecAnswer = serde_json::from_slice(body).unwrap_or_default();
+    let parsed: Option<HecAnswer> = serde_json::from_slice(body).ok();
+    let hec = parsed.as_ref().is_some_and(|a| a.code.is_some());
+    let answer = parsed.unwrap_or_default();
     let reason = || String::from_utf8_lossy(body).into_owned();
     let outcome = match (status, answer.code) {
+        // A 200 that is not HEC's (a proxy's or maintenance page) says
+        // nothing about the events: never count it as delivered.
+        (200, _) if !hec => SendOutcome::Retry { after: None },
         (200, _) => match (use_ack, answer.ack_id) {
             (false, _) => SendOutcome::Delivered,
             (true, Some(id)) => SendOutcome::AckPending(id),
@@ -110,7 +115,9 @@ mod tests {
                 true,
                 SendOutcome::AckPending(3),
             ),
-            (200, "not json", true, SendOutcome::AckUnavailable),
+            (200, "not json", true, retry.clone()),
+            (200, "<html>maintenance</html>", false, retry.clone()),
+            (200, r#"{"text":"Success"}"#, false, retry.clone()),
             (
                 400,
                 r#"{"text":"Invalid data format","code":6,"invalid-event-number":4}"#,
