@@ -162,6 +162,15 @@ impl<'q> EventStream<'q> {
                 DataEndpoint::Raw => self.next_line()?,
                 DataEndpoint::Event => self.next_object()?,
             };
+            // The body ended before the events ingest counted: it is damaged,
+            // and saying so lets the record be given up instead of waiting
+            // forever for events that will not come.
+            if self.ready.is_none() {
+                return Err(SourceError::Split {
+                    id: self.id,
+                    number: self.position,
+                });
+            }
         }
         Ok(match self.ready {
             None => None,
@@ -403,6 +412,10 @@ mod tests {
         RecordMeta::plain(endpoint, encoding, decoded as u64, u64::MAX)
     }
 
+    fn counted(endpoint: DataEndpoint, decoded: usize, events: u64) -> RecordMeta {
+        RecordMeta::plain(endpoint, BodyEncoding::Identity, decoded as u64, events)
+    }
+
     fn collect(endpoint: DataEndpoint, body: &[u8], cap: u64) -> Vec<Result<String, String>> {
         let mut s = EventStream::new(
             0,
@@ -416,6 +429,8 @@ mod tests {
                 Ok(None) => break,
                 Ok(Some(Item::Event(b))) => Ok(String::from_utf8_lossy(b).into_owned()),
                 Ok(Some(Item::Oversize(h))) => Err(String::from_utf8_lossy(h).into_owned()),
+                // These parser tests leave the count open: the body's end is the end.
+                Err(SourceError::Split { .. }) => break,
                 Err(e) => panic!("{e}"),
             };
             // peek is idempotent until advance
@@ -515,7 +530,10 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(b"four\n").unwrap();
         gz.extend(e.finish().unwrap());
-        let m = meta(DataEndpoint::Raw, BodyEncoding::Gzip, 19);
+        let m = RecordMeta {
+            events: 4,
+            ..meta(DataEndpoint::Raw, BodyEncoding::Gzip, 19)
+        };
         let mut s = EventStream::new(3, m, &gz[..], 1 << 20);
         s.skip_to(2).unwrap();
         assert_eq!(s.position(), 2);
@@ -545,6 +563,21 @@ mod tests {
     }
 
     #[test]
+    fn a_body_with_fewer_events_than_counted_is_an_error() {
+        for (endpoint, body) in [
+            (DataEndpoint::Raw, &b"a\nb\n"[..]),
+            (DataEndpoint::Event, &br#"{"event":1}{"event":2}"#[..]),
+        ] {
+            let mut s = EventStream::new(9, counted(endpoint, body.len(), 3), body, 1 << 20);
+            s.skip_to(2).unwrap();
+            assert!(
+                matches!(s.peek(), Err(SourceError::Split { id: 9, number: 2 })),
+                "{endpoint:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_huge_line_is_read_in_bounded_memory() {
         struct Endless(u64);
         impl Read for Endless {
@@ -556,7 +589,7 @@ mod tests {
             }
         }
         let len = 256 << 20;
-        let m = meta(DataEndpoint::Raw, BodyEncoding::Identity, len);
+        let m = counted(DataEndpoint::Raw, len, 1);
         let mut s = EventStream::new(0, m, Endless(len as u64), 4096);
         match s.peek().unwrap() {
             Some(Item::Oversize(h)) => assert_eq!(h.len(), 4096),
