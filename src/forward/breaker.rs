@@ -154,9 +154,18 @@ impl Breaker {
         d.open_until = Some(now + backoff(initial, max, d.failures - 1, jitter));
     }
 
-    /// Whether `dest` takes requests (for the `sluice_output_indexer_up` gauge).
-    pub fn is_up(&self, dest: usize) -> bool {
+    /// Whether `dest` takes requests now.
+    pub fn is_closed(&self, dest: usize) -> bool {
         self.dests.get(dest).is_some_and(|d| d.open_until.is_none())
+    }
+
+    /// The `sluice_output_indexer_up` gauge: 0 while a destination waits
+    /// out its backoff, 1 when closed or half open (its backoff is over and
+    /// it is being tried again).
+    pub fn is_up(&self, dest: usize, now: Instant) -> bool {
+        self.dests
+            .get(dest)
+            .is_some_and(|d| d.open_until.is_none_or(|t| t <= now))
     }
 }
 
@@ -191,7 +200,8 @@ mod tests {
         );
         b.failed(1, t0, None, 1.0);
         assert_eq!((b.pick(), b.pick(), b.pick()), (Some(2), Some(0), Some(2)));
-        assert!(!b.is_up(1) && b.is_up(0));
+        assert!(!b.is_closed(1) && b.is_closed(0));
+        assert!(!b.is_up(1, t0) && b.is_up(1, t0 + Duration::from_secs(1)));
         b.failed(0, t0, None, 1.0);
         b.failed(2, t0, None, 1.0);
         assert_eq!(b.pick(), None);
@@ -231,7 +241,7 @@ mod tests {
         assert_eq!(b.next_due(t0 + 300 * MS), Some(400 * MS));
         assert_eq!(b.due_probes(t0 + 700 * MS), vec![0]);
         b.probed(0, t0 + 700 * MS, true, 1.0);
-        assert!(b.is_up(0));
+        assert!(b.is_closed(0));
         // Closed again: the backoff starts over.
         assert_eq!(b.failed(0, t0 + 800 * MS, None, 1.0).wait, 100 * MS);
     }
@@ -254,7 +264,7 @@ mod tests {
         b.failed(0, t0, None, 1.0);
         b.failed(0, t0, None, 1.0);
         b.succeeded(0);
-        assert!(b.is_up(0));
+        assert!(b.is_closed(0));
         assert_eq!(b.failed(0, t0, None, 1.0).wait, 100 * MS);
     }
 }

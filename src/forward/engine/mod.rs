@@ -484,8 +484,9 @@ impl<T: Transport> Engine<T> {
     }
 
     fn set_dest_gauges(&self) {
+        let now = Instant::now();
         for (i, d) in self.m.dests.iter().enumerate() {
-            d.up.set(i64::from(self.breaker.is_up(i)));
+            d.up.set(i64::from(self.breaker.is_up(i, now)));
             d.pending_acks.set(self.tracker.pending(i) as i64);
         }
     }

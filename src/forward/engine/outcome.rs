@@ -54,7 +54,19 @@ impl<T: Transport> Engine<T> {
             Event::Rebuilt { batch, dest, built } => {
                 self.inflight = self.inflight.saturating_sub(1);
                 match built {
-                    Ok(Some(request)) => self.start_send(batch, dest, request),
+                    Ok(Some(request)) => {
+                        // The rebuild took a while: the pause or the chosen
+                        // destination's circuit may have changed meanwhile.
+                        let dest = if self.breaker.is_closed(dest) {
+                            Some(dest)
+                        } else {
+                            self.breaker.pick()
+                        };
+                        match dest.filter(|_| self.paused(Instant::now()).is_none()) {
+                            Some(dest) => self.start_send(batch, dest, request),
+                            None => self.resend.push_front(batch),
+                        }
+                    }
                     Ok(None) => self.delivered(batch, false),
                     Err((record, e)) => {
                         self.resend.push_front(batch);
