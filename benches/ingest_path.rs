@@ -3,13 +3,13 @@
 //! Run: `cargo bench --bench ingest_path`.
 
 mod common;
-use common::rss_mb;
+use common::{logpush_meta, rss_mb};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sluice::hec::event::EventRules;
 use sluice::ingest::decode::{scan_body, Scan};
-use sluice::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits, RecordMeta};
+use sluice::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Instant;
@@ -131,19 +131,7 @@ fn main() {
         },
     )
     .expect("queue");
-    let meta = RecordMeta {
-        endpoint: DataEndpoint::Raw,
-        token: "bench".into(),
-        channel: None,
-        sourcetype: None,
-        source: None,
-        host: None,
-        index: None,
-        received_ms: 0,
-        events: lines as u64,
-        encoding: BodyEncoding::Gzip,
-        decoded_bytes: raw.len() as u64,
-    };
+    let meta = logpush_meta(lines as u64, raw.len() as u64, BodyEncoding::Gzip);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -40,9 +40,6 @@ pub enum AppError {
     /// An output could not start.
     #[error(transparent)]
     Output(#[from] ForwardSetupError),
-    /// The asset table could not be loaded.
-    #[error(transparent)]
-    Assets(#[from] AssetError),
     /// The data dir could not be created.
     #[error("cannot create the data dir {path}: {source}")]
     DataDir {

@@ -13,6 +13,17 @@ use std::time::Duration;
 pub const ROTATE_BYTES: u64 = 256 << 20;
 /// `rotate_interval` default.
 pub const ROTATE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Events per archive batch (one fsync each).
+pub const BATCH_EVENTS: usize = 10_000;
+/// Bytes per archive batch.
+pub const BATCH_BYTES: u64 = 8 << 20;
+/// How long a partial batch waits for more events.
+pub const LINGER: Duration = Duration::from_millis(200);
+/// First wait after a failed write.
+pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
+/// Longest wait after failed writes.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// The name of the embedded default output (a file archive under the data dir).
 pub const DEFAULT_NAME: &str = "archive";
 
@@ -76,18 +87,19 @@ impl FileConfig {
                 name: self.name.clone(),
                 // The archive compresses each batch itself; a body is plain NDJSON.
                 limits: BatchLimits {
-                    max_events: 10_000,
-                    max_bytes: 8 << 20,
+                    max_events: BATCH_EVENTS,
+                    max_bytes: BATCH_BYTES,
                     max_compressed_bytes: u64::MAX,
                     compression: Compression::None,
                 },
                 overrides: [None, None, None, None],
                 concurrency: 1,
-                linger: Duration::from_millis(200),
+                linger: LINGER,
+                // Nothing is acknowledged later: a write is delivered.
                 ack_poll_interval: Duration::from_secs(10),
                 ack_timeout: Duration::from_secs(300),
-                retry_initial: Duration::from_millis(500),
-                retry_max: Duration::from_secs(30),
+                retry_initial: RETRY_INITIAL,
+                retry_max: RETRY_MAX,
                 dead_letter_after: None,
                 build_threads: build_threads(&k("build_threads"), self.build_threads)?,
             },
