@@ -45,6 +45,7 @@ impl DeadLetter {
 impl Queue {
     /// Stores an event that can never be delivered, with the reason.
     pub fn dead_letter(&self, letter: &DeadLetter) -> Result<u64, QueueError> {
+        self.injected_failure()?;
         let seq = self
             .store()?
             .db

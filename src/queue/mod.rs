@@ -169,6 +169,10 @@ pub struct Queue {
     reopening: Mutex<()>,
     /// Dead letters per output, counted once per store and kept since.
     dead_counts: Mutex<dead::Counts>,
+    /// Test hook: this many more releases and dead letters fail as a write
+    /// meeting a damaged page does (the store stays open).
+    #[cfg(test)]
+    failing_writes: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -222,6 +226,8 @@ impl Queue {
             commit,
             reopening: Mutex::new(()),
             dead_counts: Mutex::new(dead::Counts::default()),
+            #[cfg(test)]
+            failing_writes: AtomicU64::new(0),
         })
     }
 
@@ -232,6 +238,26 @@ impl Queue {
 
     fn store(&self) -> Result<Arc<Store>, QueueError> {
         self.slot.get()
+    }
+
+    /// Test hook: the next `n` releases and dead letters fail without
+    /// closing the store, as when sled's cleaner meets a damaged page.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self, n: u64) {
+        self.failing_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails a write the test hook asks to fail.
+    fn injected_failure(&self) -> Result<(), QueueError> {
+        #[cfg(test)]
+        if self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(self.store_err(sled::Error::Unsupported("injected failure".into())));
+        }
+        Ok(())
     }
 
     /// A sled error from a read.

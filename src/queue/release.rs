@@ -11,6 +11,7 @@ impl Queue {
         output: &str,
         outputs: &[&str],
     ) -> Result<bool, QueueError> {
+        self.injected_failure()?;
         self.store()?
             .released
             .insert(marker_key(id, output), &[])

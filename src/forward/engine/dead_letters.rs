@@ -124,6 +124,7 @@ impl<T: Transport> Engine<T> {
             let text = segment_text(shared, seg);
             let text = String::from_utf8_lossy(&text);
             let mut covers = 0;
+            let mut unstored = Vec::new();
             for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {
                 let letter = DeadLetter {
                     output: output.clone(),
@@ -139,14 +140,15 @@ impl<T: Transport> Engine<T> {
                         covers += 1;
                     }
                     Err(e) => {
-                        tracing::error!(output = %output, error = %e, "cannot store a dead letter; the record stays queued")
+                        tracing::error!(output = %output, record = seg.record, error = %e, "cannot store a dead letter; the record stays queued and it is tried again");
+                        unstored.push(letter);
                     }
                 }
             }
             let _ = tx.send(Event::Lettered {
                 record: seg.record,
                 covers,
-                planned: seg.count,
+                unstored,
                 generation,
             });
         });
@@ -193,15 +195,6 @@ impl<T: Transport> Engine<T> {
             time_ms: now_ms(),
             event,
         };
-        match self.ctx.queue.dead_letter(&letter) {
-            Ok(_) => {
-                tracing::warn!(output = %self.s.name, record, event = number, reason = %letter.reason, "event dead-lettered");
-                self.m.dead_lettered.inc_by(covers);
-                self.count_delivered(record, covers);
-            }
-            Err(e) => {
-                tracing::error!(output = %self.s.name, error = %e, "cannot store a dead letter; the record stays queued")
-            }
-        }
+        self.store_letter(letter, covers);
     }
 }

@@ -14,6 +14,7 @@
 mod batches;
 mod dead_letters;
 mod outcome;
+mod owed;
 #[cfg(test)]
 mod tests;
 
@@ -28,7 +29,7 @@ use super::read_failures::ReadFailures;
 use super::stream::SourceError;
 use super::transport::{Answer, Request, Transport, TransportError};
 use crate::hec::ack::AckReply;
-use crate::queue::RecordId;
+use crate::queue::{DeadLetter, RecordId};
 use batches::{BatchId, BatchState, Batches};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -62,12 +63,13 @@ enum Event {
         dest: usize,
         healthy: bool,
     },
-    /// Dead letters for `covers` of the `planned` events of `record` were
-    /// stored, in the store of `generation`.
+    /// Dead letters for `covers` events of `record` were stored, in the
+    /// store of `generation`; `unstored` could not be (each stands for one
+    /// event).
     Lettered {
         record: RecordId,
         covers: u64,
-        planned: u64,
+        unstored: Vec<DeadLetter>,
         generation: u64,
     },
 }
@@ -120,6 +122,8 @@ pub struct Engine<T: Transport> {
     read_failures: ReadFailures,
     /// Records given up as corrupt and not yet released.
     corrupt: HashSet<RecordId>,
+    /// Releases and dead letters to store again.
+    owed: owed::Owed,
     /// Shutting down: answers are taken, nothing new is sent.
     draining: bool,
     tx: mpsc::UnboundedSender<Event>,
@@ -185,6 +189,7 @@ impl<T: Transport> Engine<T> {
             warned_no_ack: false,
             read_failures: ReadFailures::new(),
             corrupt: HashSet::new(),
+            owed: owed::Owed::default(),
             draining: false,
             tx,
         };
@@ -234,6 +239,7 @@ impl<T: Transport> Engine<T> {
                 Step::Built(None) | Step::Wake => {}
                 Step::Poll => self.poll_acks(),
                 Step::Housekeeping => {
+                    self.retry_owed();
                     self.expire_waiting();
                     self.update_oldest();
                 }
@@ -260,6 +266,7 @@ impl<T: Transport> Engine<T> {
                 _ => break,
             }
         }
+        self.retry_owed();
         self.builders.stop().await;
     }
 
@@ -296,6 +303,7 @@ impl<T: Transport> Engine<T> {
         self.tracker = AckTracker::new();
         self.corrupt.clear();
         self.lettering_events.clear();
+        self.forget_owed();
     }
 
     /// Starts build jobs while builders have room.
@@ -511,10 +519,7 @@ impl<T: Transport> Engine<T> {
         if self.ledger.delivered(record, n) {
             self.corrupt.remove(&record);
             self.read_failures.forget(record);
-            let outputs: Vec<&str> = self.ctx.outputs.iter().map(String::as_str).collect();
-            if let Err(e) = self.ctx.queue.release(record, &self.s.name, &outputs) {
-                tracing::error!(output = %self.s.name, record, error = %e, "releasing a delivered record");
-            }
+            self.release(record);
         }
     }
 }

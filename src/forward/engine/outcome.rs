@@ -78,7 +78,7 @@ impl<T: Transport> Engine<T> {
             Event::Lettered {
                 record,
                 covers,
-                planned,
+                unstored,
                 generation,
             } => {
                 self.lettering = self.lettering.saturating_sub(1);
@@ -87,12 +87,9 @@ impl<T: Transport> Engine<T> {
                 if generation != self.generation {
                     return;
                 }
-                if let Some(n) = self.lettering_events.get_mut(&record) {
-                    *n = n.saturating_sub(planned);
-                    if *n == 0 {
-                        self.lettering_events.remove(&record);
-                    }
-                }
+                // Letters not stored stay counted as being lettered.
+                self.letters_done(record, covers);
+                self.owe_letters(unstored);
                 self.m.dead_lettered.inc_by(covers);
                 self.count_delivered(record, covers);
             }

@@ -133,6 +133,17 @@ async fn rig(
     records: &[usize],
     script: impl Fn(usize, &[String], usize) -> SendOutcome + Send + Sync + 'static,
 ) -> Rig {
+    rig_failing(s, dests, records, 0, script).await
+}
+
+/// [`rig`] whose queue fails its next `failing_writes` releases and dead letters.
+async fn rig_failing(
+    s: EngineSettings,
+    dests: usize,
+    records: &[usize],
+    failing_writes: u64,
+    script: impl Fn(usize, &[String], usize) -> SendOutcome + Send + Sync + 'static,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let limits = QueueLimits::roomy();
     let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
@@ -151,6 +162,7 @@ async fn rig(
         let p = queue.append(&meta, body.as_bytes()).unwrap();
         queue.commit(p).await.unwrap();
     }
+    queue.fail_writes(failing_writes);
     let metrics = Metrics::new().unwrap();
     let ctx = ForwardContext {
         queue: Arc::clone(&queue),
@@ -404,5 +416,38 @@ async fn nothing_is_sent_during_a_token_pause_even_with_dead_letter_after() {
     // The refused batch goes first when sending resumes.
     assert_eq!(sends[1].1, sends[0].1);
     assert!(r.letters().is_empty());
+    r.stop().await;
+}
+
+/// Found by the damaged-store test: a release that failed without closing the
+/// store (sled's cleaner met the damaged page) left its record queued until
+/// a restart. Now it is tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_is_tried_again() {
+    let r = rig_failing(settings(), 1, &[2, 2], 2, |_, _, _| SendOutcome::Delivered).await;
+    r.drained().await;
+    assert_eq!(r.log.events(), all_events(&[2, 2]));
+    assert_eq!(r.counted("delivered"), 4);
+    r.stop().await;
+}
+
+/// A dead letter that could not be stored is stored later; until then its
+/// record stays queued, and it counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_fails_to_store_is_tried_again() {
+    let r = rig_failing(settings(), 1, &[3], 1, |_, _, attempt| match attempt {
+        0 => SendOutcome::InvalidEvent {
+            number: 1,
+            reason: "{\"code\":6}".into(),
+        },
+        _ => SendOutcome::Delivered,
+    })
+    .await;
+    r.drained().await;
+    let letters = r.letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0].0, letters[0].1), (0, 1));
+    assert!(letters[0].2.contains("r0e1"), "{letters:?}");
+    assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (2, 1));
     r.stop().await;
 }
