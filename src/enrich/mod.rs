@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod object;
 pub mod sample;
 pub mod trim;
 
@@ -174,20 +175,51 @@ impl Enriched<'_> {
     /// their order (renamed, trimmed), then the derived fields and asset tags.
     pub fn write_event(&self, out: &mut Vec<u8>) {
         let e = self.enricher;
+        let text = self.sample.text();
         let mut first = true;
         out.push(b'{');
-        for (key, value) in self.sample.pairs() {
+        // Members kept side by side are copied from the line in one run
+        // (commas included): one copy per run instead of five per field.
+        let mut run: Option<(usize, usize)> = None;
+        let flush = |out: &mut Vec<u8>, run: Option<(usize, usize)>, first: &mut bool| {
+            if let Some(part) = run.and_then(|(from, to)| text.get(from..to)) {
+                if !*first {
+                    out.push(b',');
+                }
+                *first = false;
+                out.extend_from_slice(part.as_bytes());
+            }
+        };
+        for m in self.sample.members() {
+            let key = m.name.as_ref();
             // Ours are recomputed (enriching an enriched sample changes nothing).
-            if DERIVED_FIELDS.contains(&key.as_ref()) || e.is_asset_field(key) {
+            if DERIVED_FIELDS.contains(&key) || e.is_asset_field(key) {
                 continue;
             }
-            if !trim::keep(e.trim, key, value, &self.facts) {
+            if !trim::keep(e.trim, key, m.value, &self.facts) {
                 continue;
             }
-            let had_escapes = matches!(key, Cow::Owned(_));
-            write_received_key(out, key, had_escapes, &mut first);
-            out.extend_from_slice(value.get().as_bytes());
+            if !m.verbatim {
+                flush(out, run.take(), &mut first);
+                let had_escapes = matches!(m.name, Cow::Owned(_));
+                write_received_key(out, key, had_escapes, &mut first);
+                out.extend_from_slice(m.value.as_bytes());
+                continue;
+            }
+            let (from, to) = m.span;
+            run = match run {
+                Some((start, end))
+                    if end + 1 == from && text.as_bytes().get(end) == Some(&b',') =>
+                {
+                    Some((start, to))
+                }
+                other => {
+                    flush(out, other, &mut first);
+                    Some((from, to))
+                }
+            };
         }
+        flush(out, run, &mut first);
         let d = &self.derived;
         write_key(out, "est_packets", &mut first);
         let _ = write!(out, "{}", d.est_packets);
@@ -221,10 +253,9 @@ impl Enriched<'_> {
     /// trailing comma); absent and empty values are left out.
     pub fn write_indexed_fields(&self, out: &mut Vec<u8>) {
         for (field, name) in &self.enricher.indexed {
-            let Some(raw) = self.sample.raw_value(field) else {
+            let Some(v) = self.sample.raw_value(field) else {
                 continue;
             };
-            let v = raw.get();
             if v == "\"\"" || v == "null" || v.starts_with('{') || v.starts_with('[') {
                 continue;
             }
@@ -376,6 +407,40 @@ mod tests {
         );
     }
 
+    /// Members are copied from the line in runs: spacing, escaped and
+    /// renamed names, and dropped members between kept ones all come out
+    /// as the fields they were.
+    #[test]
+    fn kept_members_come_out_as_received() {
+        let line = r#" { "MitigationSystem" : "dosd","Datetime":1795168804,"DNSQueryName":"","IPTtl":64,"Outcome":"drop","Col\u006fr":"r\"ed","IPProtocol":17,"TCPFlags":2,"UDPSourcePort":53 , "est_packets":99} "#;
+        let e = enricher(TrimMode::Empty);
+        let out = enrich_line(&e, line.as_bytes(), "t").unwrap();
+        let out = std::str::from_utf8(&out).unwrap();
+        let members = object::members(out, 16).unwrap();
+        let keys: Vec<&str> = members.iter().map(|m| m.name.as_ref()).collect();
+        let v = enriched(&e, line);
+        assert_eq!(
+            keys,
+            [
+                "MitigationSystem",
+                "Datetime",
+                "IPTTL",
+                "Outcome",
+                "Color",
+                "IPProtocol",
+                "UDPSourcePort",
+                "est_packets",
+                "est_bytes",
+                "mitigation_system_name",
+                "counted",
+            ]
+        );
+        assert_eq!(v["Color"], "r\"ed");
+        assert_eq!(v["IPTTL"], 64);
+        assert_eq!(v["UDPSourcePort"], 53);
+        assert_eq!(v["est_packets"], 1);
+    }
+
     #[test]
     fn non_samples_are_left_alone() {
         let e = enricher(TrimMode::Empty);
@@ -518,7 +583,7 @@ mod tests {
                     let s = Sample::parse(line.as_bytes()).unwrap();
                     let orig: Map<String, Value> = s
                         .pairs()
-                        .map(|(k, v)| (k.to_string(), serde_json::from_str(v.get()).unwrap()))
+                        .map(|(k, v)| (k.to_string(), serde_json::from_str(v).unwrap()))
                         .collect();
                     let v = enriched(&e, line);
                     let proto = orig["IPProtocol"].as_u64().unwrap();

@@ -2,10 +2,8 @@
 //! (no `Value` tree), with Cloudflare's legacy field names normalized, HEC
 //! `time` from `Datetime`, and the derived fields DESIGN.md defines.
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use super::object::{members, string_value, Member};
 use std::borrow::Cow;
-use std::fmt;
 
 /// Legacy Logpush names and their current ones.
 pub const LEGACY_NAMES: &[(&str, &str)] = &[
@@ -24,28 +22,35 @@ pub const LEGACY_NAMES: &[(&str, &str)] = &[
     ("DestinationASNDescription", "DestinationASNName"),
 ];
 
-/// A sample's fields in their original order, values as received.
+/// A sample's fields in their original order, values as received (JSON text).
 #[derive(Debug)]
 pub struct Sample<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-    /// Position in `fields` of each of [`KNOWN`] (`u16::MAX`: absent).
-    known: [u16; KNOWN.len()],
+    text: &'a str,
+    fields: Vec<Member<'a>>,
+    /// Position in `fields` of each field [`known_slot`] names (`u16::MAX`: absent).
+    known: [u16; KNOWN],
 }
 
 /// Fields enrichment reads on every sample, found once at parse time.
-const KNOWN: [&str; 11] = [
-    "MitigationSystem",
-    "Datetime",
-    "SampleInterval",
-    "IPTotalLength",
-    "Outcome",
-    "IPSourceAddress",
-    "IPDestinationAddress",
-    "IPProtocol",
-    "TCPFlags",
-    "TCPOptions",
-    "IPTTL",
-];
+const KNOWN: usize = 11;
+
+/// The slot of a field enrichment reads on every sample.
+fn known_slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "MitigationSystem" => 0,
+        "Datetime" => 1,
+        "SampleInterval" => 2,
+        "IPTotalLength" => 3,
+        "Outcome" => 4,
+        "IPSourceAddress" => 5,
+        "IPDestinationAddress" => 6,
+        "IPProtocol" => 7,
+        "TCPFlags" => 8,
+        "TCPOptions" => 9,
+        "IPTTL" => 10,
+        _ => return None,
+    })
+}
 
 /// The current name of a legacy field name (`None`: not a legacy name).
 pub fn current_name(key: &str) -> Option<&'static str> {
@@ -55,63 +60,8 @@ pub fn current_name(key: &str) -> Option<&'static str> {
         .map(|(_, new)| *new)
 }
 
-/// A JSON object's members in order; with `RENAME`, legacy names current.
-struct Fields<'a, const RENAME: bool>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de, const RENAME: bool> serde::Deserialize<'de> for Fields<'de, RENAME> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<const R: bool>;
-        impl<'de, const R: bool> Visitor<'de> for V<R> {
-            type Value = Fields<'de, R>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Fields<'de, R>, A::Error> {
-                let mut out = Vec::with_capacity(if R { 96 } else { 8 });
-                while let Some((Text(k), v)) = m.next_entry::<Text<'de>, &'de RawValue>()? {
-                    let k = match R {
-                        true => current_name(&k).map_or(k, Cow::Borrowed),
-                        false => k,
-                    };
-                    out.push((k, v));
-                }
-                Ok(Fields(out))
-            }
-        }
-        d.deserialize_map(V::<RENAME>)
-    }
-}
-
-/// A JSON object's members in order, names unescaped, values as received
-/// (`None` unless `text` is an object).
-pub fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
-    serde_json::from_str::<Fields<'_, false>>(text)
-        .ok()
-        .map(|f| f.0)
-}
-
-/// A JSON string, borrowed unless it had escapes (serde's own `Cow<str>`
-/// always allocates).
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+/// Fields a sample has about this many of (Cloudflare's dataset has ~100).
+const TYPICAL_FIELDS: usize = 112;
 
 /// Fields derived from a sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,49 +84,65 @@ impl<'a> Sample<'a> {
     pub fn parse(line: &'a [u8]) -> Option<Sample<'a>> {
         // One UTF-8 check for the whole line, so values need none of their own.
         let text = std::str::from_utf8(line).ok()?;
-        let Fields::<true>(fields) = serde_json::from_str(text).ok()?;
+        let mut fields = members(text, TYPICAL_FIELDS)?;
         // A repeated name reads as its last non-empty value, so trimming
         // (which drops the empty ones) never changes what a field reads as.
-        let mut known = [u16::MAX; KNOWN.len()];
-        for (i, (k, v)) in fields.iter().enumerate() {
-            if let Some(slot) = KNOWN.iter().position(|n| *n == k.as_ref()) {
-                if v.get() != "\"\"" && v.get() != "null" {
+        let mut known = [u16::MAX; KNOWN];
+        for (i, m) in fields.iter_mut().enumerate() {
+            if let Some(new) = current_name(&m.name) {
+                m.name = Cow::Borrowed(new);
+                m.verbatim = false;
+            }
+            if let Some(slot) = known_slot(&m.name) {
+                if m.value != "\"\"" && m.value != "null" {
                     known[slot] = u16::try_from(i).unwrap_or(u16::MAX);
                 }
             }
         }
-        let s = Sample { fields, known };
+        let s = Sample {
+            text,
+            fields,
+            known,
+        };
         (s.raw_value("MitigationSystem").is_some() && s.raw_value("Datetime").is_some())
             .then_some(s)
     }
 
-    /// A field's value as received.
-    pub fn raw_value(&self, key: &str) -> Option<&'a RawValue> {
-        if let Some(slot) = KNOWN.iter().position(|n| *n == key) {
+    /// A field's value as received (JSON text).
+    pub fn raw_value(&self, key: &str) -> Option<&'a str> {
+        if let Some(slot) = known_slot(key) {
             let i = self.known[slot];
             if i != u16::MAX {
-                return self.fields.get(usize::from(i)).map(|(_, v)| *v);
+                return self.fields.get(usize::from(i)).map(|m| m.value);
             }
             // Only empty values, or past the 65,535th field: look the slow way.
         }
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.fields.iter().find(|m| m.name == key).map(|m| m.value)
     }
 
     /// A string field's value.
     pub fn str(&self, key: &str) -> Option<Cow<'a, str>> {
-        serde_json::from_str::<Text<'a>>(self.raw_value(key)?.get())
-            .ok()
-            .map(|t| t.0)
+        string_value(self.raw_value(key)?)
     }
 
     /// Every field in order: name (unescaped) and value (as received).
-    pub fn pairs(&self) -> impl Iterator<Item = (&Cow<'a, str>, &'a RawValue)> {
-        self.fields.iter().map(|(k, v)| (k, *v))
+    pub fn pairs(&self) -> impl Iterator<Item = (&Cow<'a, str>, &'a str)> {
+        self.fields.iter().map(|m| (&m.name, m.value))
+    }
+
+    /// Every field in order, with where it stands in [`Sample::text`].
+    pub fn members(&self) -> &[Member<'a>] {
+        &self.fields
+    }
+
+    /// The line the sample was parsed from (whitespace around it trimmed).
+    pub fn text(&self) -> &'a str {
+        self.text
     }
 
     /// A numeric field's value (also when sent as a string).
     pub fn num(&self, key: &str) -> Option<f64> {
-        let raw = self.raw_value(key)?.get();
+        let raw = self.raw_value(key)?;
         match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
             Some(inner) => inner.parse().ok(),
             None => raw.parse().ok(),
@@ -185,13 +151,13 @@ impl<'a> Sample<'a> {
 
     /// Field names in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|(k, _)| k.as_ref())
+        self.fields.iter().map(|m| m.name.as_ref())
     }
 
     /// HEC `time` from `Datetime`: RFC 3339, epoch seconds or epoch
     /// nanoseconds (number or string), sub-second precision kept.
     pub fn time(&self) -> Option<f64> {
-        let raw = self.raw_value("Datetime")?.get();
+        let raw = self.raw_value("Datetime")?;
         let text = raw.trim_matches('"');
         let t = match text.parse::<f64>() {
             Ok(v) => crate::hec::event::epoch_seconds(v),

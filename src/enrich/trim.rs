@@ -10,7 +10,6 @@
 
 use super::config::TrimMode;
 use super::sample::Sample;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -184,7 +183,7 @@ impl<'a> Facts<'a> {
 }
 
 /// Whether a field stays in the enriched sample.
-pub fn keep(mode: TrimMode, key: &str, value: &RawValue, facts: &Facts<'_>) -> bool {
+pub fn keep(mode: TrimMode, key: &str, value: &str, facts: &Facts<'_>) -> bool {
     if mode == TrimMode::None {
         return true;
     }
@@ -192,11 +191,10 @@ pub fn keep(mode: TrimMode, key: &str, value: &RawValue, facts: &Facts<'_>) -> b
     if key == "MitigationSystem" || key == "Datetime" {
         return true;
     }
-    let v = value.get();
-    if v == "\"\"" || v == "null" || !facts.group_applies(key) {
+    if value == "\"\"" || value == "null" || !facts.group_applies(key) {
         return false;
     }
-    mode != TrimMode::Compact || !facts.restorable(key, v)
+    mode != TrimMode::Compact || !facts.restorable(key, value)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! does, to `http:<token name>`.
 
 use super::source::NAL_SOURCETYPE;
-use crate::enrich::sample::object_members;
+use crate::enrich::object::members;
 use crate::enrich::Enriched;
 use crate::hec::event::{epoch_seconds, parse_time};
 use crate::hec::raw::lines;
@@ -170,15 +170,15 @@ impl OutEvent<'_> {
     ) {
         out.extend_from_slice(b",\"fields\":{");
         let mut own_id = false;
-        let members = self.fields.and_then(|f| object_members(f.get()));
-        for (key, value) in members.iter().flatten() {
-            if ours(key) {
+        let members = self.fields.and_then(|f| members(f.get(), 8));
+        for m in members.iter().flatten() {
+            if ours(&m.name) {
                 continue;
             }
-            own_id |= key == "event_id";
-            let _ = serde_json::to_writer(&mut *out, key);
+            own_id |= m.name == "event_id";
+            let _ = serde_json::to_writer(&mut *out, &m.name);
             out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
+            out.extend_from_slice(m.value.as_bytes());
             out.push(b',');
         }
         extra(out);

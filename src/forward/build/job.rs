@@ -44,26 +44,34 @@ pub enum Built {
     },
 }
 
-/// The batch being filled.
+/// The batch being filled. Its body is taken from the pool with its first
+/// event, so the empty batch left at a job's end costs no buffer.
 struct Open {
-    builder: BatchBuilder,
+    builder: Option<BatchBuilder>,
     segments: Vec<Segment>,
     route: Option<Route>,
     query: Option<String>,
 }
 
 impl Open {
-    fn new(limits: BatchLimits) -> Open {
+    fn new() -> Open {
         Open {
-            builder: BatchBuilder::new(limits),
+            builder: None,
             segments: Vec::new(),
             route: None,
             query: None,
         }
     }
 
-    fn push(&mut self, record: RecordId, position: u64, bytes: &[u8]) {
-        self.builder.push(bytes);
+    /// Whether an event of `len` bytes still fits.
+    fn fits(&mut self, len: usize) -> bool {
+        self.builder.as_mut().is_none_or(|b| b.fits(len))
+    }
+
+    fn push(&mut self, shared: &BuildShared, record: RecordId, position: u64, bytes: &[u8]) {
+        self.builder
+            .get_or_insert_with(|| BatchBuilder::new(shared.limits, &shared.bodies))
+            .push(bytes);
         match self.segments.last_mut() {
             Some(s) if s.record == record && s.first + s.count == position => s.count += 1,
             _ => self.segments.push(Segment {
@@ -92,7 +100,7 @@ fn finish(shared: &BuildShared, builder: BatchBuilder) -> bytes::Bytes {
         .metrics
         .bytes_compressed
         .inc_by(body.body.len() as u64);
-    body.body.into()
+    shared.bodies.share(body.body)
 }
 
 /// Emits the open batch, if it holds events; false when the receiver is gone.
@@ -100,7 +108,10 @@ fn emit_open(shared: &BuildShared, open: &mut Open, emit: &mut impl FnMut(Built)
     if open.segments.is_empty() {
         return true;
     }
-    let full = std::mem::replace(open, Open::new(shared.limits));
+    let full = std::mem::replace(open, Open::new());
+    let Some(builder) = full.builder else {
+        return true;
+    };
     let events = full.segments.iter().map(|s| s.count).sum();
     let route = full.route.unwrap_or(Route::Event);
     emit(Built::Batch(Batch {
@@ -108,7 +119,7 @@ fn emit_open(shared: &BuildShared, open: &mut Open, emit: &mut impl FnMut(Built)
         segments: full.segments,
         events,
         request: Request {
-            body: finish(shared, full.builder),
+            body: finish(shared, builder),
             route,
             query: full.query,
         },
@@ -145,7 +156,7 @@ pub fn build_job(
     let lag = shared.metrics.sample_lag.as_ref().map(|h| h.local());
     let mut enriched = [0u64; 2];
     let now = now_secs();
-    let mut open = Open::new(shared.limits);
+    let mut open = Open::new();
     let mut line = Vec::new();
     'records: for &(id, first) in job {
         let mut stream = match EventStream::open(&shared.queue, id, shared.max_event_bytes) {
@@ -218,9 +229,8 @@ pub fn build_job(
             // metadata in its query string.
             let other_record =
                 route == Route::Raw && open.segments.last().is_some_and(|s| s.record != id);
-            let cut = open.route.is_some_and(|r| r != route)
-                || other_record
-                || !open.builder.fits(line.len());
+            let cut =
+                open.route.is_some_and(|r| r != route) || other_record || !open.fits(line.len());
             if cut && !emit_open(shared, &mut open, &mut emit) {
                 break 'records;
             }
@@ -228,7 +238,7 @@ pub fn build_job(
                 open.query = Some(raw_query(&event));
             }
             open.route = Some(route);
-            open.push(id, position, &line);
+            open.push(shared, id, position, &line);
             if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
                 lag.observe((now - t).max(0.0));
             }
@@ -254,12 +264,15 @@ pub fn rebuild(
     route: Route,
 ) -> Result<Option<Request>, (RecordId, SourceError)> {
     let mut query = None;
-    let mut builder = BatchBuilder::new(BatchLimits {
-        max_events: usize::MAX,
-        max_bytes: u64::MAX,
-        max_compressed_bytes: u64::MAX,
-        compression: shared.limits.compression,
-    });
+    let mut builder = BatchBuilder::new(
+        BatchLimits {
+            max_events: usize::MAX,
+            max_bytes: u64::MAX,
+            max_compressed_bytes: u64::MAX,
+            compression: shared.limits.compression,
+        },
+        &shared.bodies,
+    );
     let mut stream: Option<EventStream<'static>> = None;
     let mut line = Vec::new();
     let enricher = shared.enricher.current();

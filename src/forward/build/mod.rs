@@ -9,7 +9,7 @@
 pub mod job;
 pub mod plan;
 
-use super::batch::BatchLimits;
+use super::batch::{BatchLimits, BodyPool};
 use super::context::TokenMeta;
 use super::event::{Overrides, Resolver, TokenDefaults};
 use super::output_metrics::BuildMetrics;
@@ -45,6 +45,8 @@ pub struct BuildShared {
     pub enricher: Arc<EnricherSlot>,
     /// Body caps.
     pub limits: BatchLimits,
+    /// Body buffers for reuse (`build_threads × (JOB_BACKLOG + 1)` kept).
+    pub bodies: BodyPool,
     /// Whether events may go to `/raw` (the transport says).
     pub allow_raw: bool,
     /// `server.max_event_bytes`.
@@ -203,6 +205,7 @@ mod tests {
                 max_compressed_bytes: 1 << 20,
                 compression: Compression::None,
             },
+            bodies: BodyPool::new(0),
             allow_raw: false,
             max_event_bytes: 1 << 20,
             metrics: BuildMetrics::bind(&Metrics::new().unwrap(), "out", false),

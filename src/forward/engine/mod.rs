@@ -19,10 +19,11 @@ mod owed;
 mod tests;
 
 use super::acks::{AckTracker, DeliveryLedger};
+use super::batch::BodyPool;
 use super::breaker::Breaker;
 use super::build::job::{rebuild, Built};
 use super::build::plan::{Plan, Planner};
-use super::build::{BuildShared, Builders};
+use super::build::{BuildShared, Builders, JOB_BACKLOG};
 use super::context::{EngineSettings, ForwardContext};
 use super::output_metrics::{BuildMetrics, OutputMetrics};
 use super::read_failures::ReadFailures;
@@ -157,6 +158,7 @@ impl<T: Transport> Engine<T> {
             hostname: Arc::clone(&ctx.hostname),
             enricher: Arc::clone(&ctx.enricher),
             limits: s.limits,
+            bodies: BodyPool::new(s.build_threads * (JOB_BACKLOG + 1)),
             allow_raw: transport.allows_raw(),
             max_event_bytes: ctx.max_event_bytes,
             metrics: BuildMetrics::bind(&ctx.metrics, &s.name, measure),
