@@ -3,8 +3,11 @@
 //! `build_threads` value, each run from an identical copy of the queue.
 //! Prints events/s, the process's CPU time over the drain (user + system,
 //! `/proc/self/stat`), µs of CPU per event, events/s per core used and RSS.
-//! Run: `cargo bench --bench drain [-- EVENTS [THREADS …]]` (default
-//! 500000 events, threads 1 2).
+//! Run: `cargo bench --bench drain [-- EVENTS [THREADS …] [xROUNDS] [plain]]`
+//! (default 500000 events, threads 1 2, 3 rounds). The runs of a round go
+//! one after the other (1, 2, 1, 2, …) so a noisy neighbour slows both
+//! alike; each line gives the median over the rounds. `plain`: enrichment
+//! off, the floor that reading, decoding and writing set.
 
 mod common;
 use common::{cpu_seconds, logpush_meta, peak_rss_mb, rss_mb};
@@ -89,7 +92,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Drains a copy of `source` with `threads` builders; returns (seconds, CPU seconds).
-async fn drain(source: &Path, work: &Path, threads: usize) -> (f64, f64) {
+async fn drain(source: &Path, work: &Path, threads: usize, enrich: bool) -> (f64, f64) {
     let queue_dir = work.join("queue");
     copy_dir(source, &queue_dir);
     let queue = Arc::new(Queue::open(&queue_dir, limits()).expect("queue"));
@@ -101,7 +104,11 @@ async fn drain(source: &Path, work: &Path, threads: usize) -> (f64, f64) {
         ..FileConfig::default()
     };
     let output = Output::File(file.resolve("outputs[0]", work).expect("file output"));
-    let enricher = Enricher::new(&EnrichConfig::default(), &[]).expect("enricher");
+    let config = EnrichConfig {
+        enabled: enrich,
+        ..EnrichConfig::default()
+    };
+    let enricher = Enricher::new(&config, &[]).expect("enricher");
     let ctx = ForwardContext {
         queue: Arc::clone(&queue),
         metrics: Metrics::new().expect("metrics"),
@@ -138,42 +145,67 @@ fn main() {
         .block_on(run());
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 async fn run() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let events: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(500_000);
-    let threads: Vec<usize> = match args.get(1..) {
-        Some(rest) if !rest.is_empty() => rest.iter().filter_map(|a| a.parse().ok()).collect(),
+    let enrich = !args.iter().any(|a| a == "plain");
+    let rounds: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix('x').and_then(|n| n.parse().ok()))
+        .unwrap_or(3)
+        .max(1);
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let events = numbers.first().copied().unwrap_or(500_000);
+    let threads: Vec<usize> = match numbers.get(1..) {
+        Some(rest) if !rest.is_empty() => rest.to_vec(),
         _ => vec![1, 2],
     };
     let base = tempfile::tempdir().expect("tempdir");
     let source = base.path().join("source");
     let decoded = fill(&source, events).await;
     println!(
-        "queue: {events} events in {} records, {:.2} GB decoded; {} cores",
+        "queue: {events} events in {} records, {:.2} GB decoded; {} cores; enrichment {}; median of {rounds} rounds",
         events.div_ceil(LINES_PER_RECORD),
         decoded as f64 / 1e9,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if enrich { "on (empty trim)" } else { "off" },
     );
+    let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); threads.len()];
+    let mut peak = vec![0u64; threads.len()];
+    for round in 0..rounds {
+        for (i, &t) in threads.iter().enumerate() {
+            let work = base.path().join(format!("run-{round}-{t}"));
+            // Peak RSS counts from here (not the fill, not an earlier run).
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+            let (secs, cpu) = drain(&source, &work, t, enrich).await;
+            runs[i].0.push(secs);
+            runs[i].1.push(cpu);
+            peak[i] = peak[i].max(peak_rss_mb());
+            let _ = std::fs::remove_dir_all(&work);
+        }
+    }
     let mut first = None;
-    for t in threads {
-        let work = base.path().join(format!("run-{t}"));
-        // Peak RSS counts from here (not the fill, not an earlier run).
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let (secs, cpu) = drain(&source, &work, t).await;
+    for (i, t) in threads.iter().enumerate() {
+        let (secs, cpu) = (median(runs[i].0.clone()), median(runs[i].1.clone()));
         let rate = events as f64 / secs;
         let speedup = first.map_or(1.0, |f: f64| rate / f);
         first.get_or_insert(rate);
+        let all: Vec<String> = runs[i].0.iter().map(|s| format!("{:.0}k", events as f64 / s / 1e3)).collect();
         println!(
-            "build_threads = {t}: {rate:.0} events/s ({:.0} MB/s decoded), {secs:.1} s; CPU {cpu:.1} s = {:.2} µs/event, {:.0} events/s per core used; {speedup:.2}× the first run; RSS {} MB (peak {} MB)",
+            "build_threads = {t}: {rate:.0} events/s ({:.0} MB/s decoded; runs {}), {secs:.2} s; CPU {cpu:.2} s = {:.2} µs/event, {:.0} events/s per core used; {speedup:.2}× the first; RSS {} MB (peak {} MB)",
             decoded as f64 / secs / 1e6,
+            all.join(" "),
             cpu / events as f64 * 1e6,
             events as f64 / cpu,
             rss_mb(),
-            peak_rss_mb()
+            peak[i]
         );
-        let _ = std::fs::remove_dir_all(&work);
     }
 }

@@ -92,7 +92,28 @@ fn measure(name: &str, decoded: &[u8], events: u64, enrich: Option<&Enricher>) {
     );
 }
 
+/// `-- count N`: renders the 10,000-sample record N times with `empty`
+/// trim and nothing else, for an instruction count that the machine's
+/// noise cannot blur: run it under `valgrind --tool=cachegrind
+/// --cache-sim=no` with N = 1 and 2; the difference is the cost of 10,000
+/// samples.
+fn count(rounds: usize) {
+    let mut all = Vec::new();
+    for f in FILES {
+        all.extend(sample_lines(f));
+    }
+    let decoded = batch(&all, 10_000);
+    let e = enricher(TrimMode::Empty, false);
+    for _ in 0..rounds {
+        std::hint::black_box(forward_once(&decoded, 10_000, Some(&e)));
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "count") {
+        return count(args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(1));
+    }
     println!("== throughput per core: decoded /raw record → HEC JSON lines (one thread) ==");
     let mut all = Vec::new();
     for f in FILES {
