@@ -197,7 +197,11 @@ async fn run() {
         let rate = events as f64 / secs;
         let speedup = first.map_or(1.0, |f: f64| rate / f);
         first.get_or_insert(rate);
-        let all: Vec<String> = runs[i].0.iter().map(|s| format!("{:.0}k", events as f64 / s / 1e3)).collect();
+        let all: Vec<String> = runs[i]
+            .0
+            .iter()
+            .map(|s| format!("{:.0}k", events as f64 / s / 1e3))
+            .collect();
         println!(
             "build_threads = {t}: {rate:.0} events/s ({:.0} MB/s decoded; runs {}), {secs:.2} s; CPU {cpu:.2} s = {:.2} µs/event, {:.0} events/s per core used; {speedup:.2}× the first; RSS {} MB (peak {} MB)",
             decoded as f64 / secs / 1e6,

@@ -136,9 +136,9 @@ impl BodyPool {
             .pop();
         let deflate = match idle {
             Some(mut d) => {
-                // An idle compressor was reset when its body finished: this
-                // only swaps the (empty) buffer.
-                let _ = d.reset(buf);
+                // An idle compressor was reset when its body finished:
+                // only its (empty) buffer is swapped.
+                *d.get_mut() = buf;
                 d
             }
             None => DeflateEncoder::new(buf, flate2::Compression::fast()),
@@ -151,11 +151,7 @@ impl BodyPool {
     }
 
     fn put_deflater(&self, d: DeflateEncoder<Vec<u8>>) {
-        let mut idle = self
-            .0
-            .deflaters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.0.deflaters.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.0.keep {
             idle.push(d);
         }
