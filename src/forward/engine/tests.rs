@@ -256,24 +256,41 @@ async fn parallel_builders_keep_queue_order() {
     r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_event_number_keeps_the_head_letters_one_and_resends_the_tail() {
-    let r = rig(settings(), 1, &[3], |_, _, attempt| match attempt {
-        0 => SendOutcome::InvalidEvent {
-            number: 1,
-            reason: "{\"code\":6}".into(),
+/// One record of three events whose first send is answered
+/// invalid-event-number 1; every later send is delivered.
+async fn second_event_invalid(failing_writes: u64) -> Rig {
+    rig_failing(
+        settings(),
+        1,
+        &[3],
+        failing_writes,
+        |_, _, attempt| match attempt {
+            0 => SendOutcome::InvalidEvent {
+                number: 1,
+                reason: "{\"code\":6}".into(),
+            },
+            _ => SendOutcome::Delivered,
         },
-        _ => SendOutcome::Delivered,
-    })
-    .await;
-    r.drained().await;
-    let sends: Vec<Vec<String>> = r.log.sends().into_iter().map(|s| s.1).collect();
-    assert_eq!(sends, vec![vec!["r0e0", "r0e1", "r0e2"], vec!["r0e2"]]);
+    )
+    .await
+}
+
+/// Event 1 became the one dead letter; the other two were delivered.
+fn one_letter_for_the_second_event(r: &Rig) {
     let letters = r.letters();
-    assert_eq!(letters.len(), 1);
+    assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!((letters[0].0, letters[0].1), (0, 1));
     assert!(letters[0].2.contains("r0e1"), "{letters:?}");
     assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_event_number_keeps_the_head_letters_one_and_resends_the_tail() {
+    let r = second_event_invalid(0).await;
+    r.drained().await;
+    let sends: Vec<Vec<String>> = r.log.sends().into_iter().map(|s| s.1).collect();
+    assert_eq!(sends, vec![vec!["r0e0", "r0e1", "r0e2"], vec!["r0e2"]]);
+    one_letter_for_the_second_event(&r);
     r.stop().await;
 }
 
@@ -435,19 +452,8 @@ async fn a_release_that_fails_is_tried_again() {
 /// record stays queued, and it counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_that_fails_to_store_is_tried_again() {
-    let r = rig_failing(settings(), 1, &[3], 1, |_, _, attempt| match attempt {
-        0 => SendOutcome::InvalidEvent {
-            number: 1,
-            reason: "{\"code\":6}".into(),
-        },
-        _ => SendOutcome::Delivered,
-    })
-    .await;
+    let r = second_event_invalid(1).await;
     r.drained().await;
-    let letters = r.letters();
-    assert_eq!(letters.len(), 1, "{letters:?}");
-    assert_eq!((letters[0].0, letters[0].1), (0, 1));
-    assert!(letters[0].2.contains("r0e1"), "{letters:?}");
-    assert_eq!((r.counted("delivered"), r.counted("dead_lettered")), (2, 1));
+    one_letter_for_the_second_event(&r);
     r.stop().await;
 }
