@@ -65,6 +65,8 @@ pub struct BatchBuilder {
     bytes: u64,
     /// Uncompressed bytes written since the compressed size was last exact.
     unflushed: u64,
+    /// Where a staged event starts in an uncompressed body.
+    staged_from: Option<usize>,
 }
 
 /// A finished request body.
@@ -211,6 +213,7 @@ impl BatchBuilder {
             events: 0,
             bytes: 0,
             unflushed: 0,
+            staged_from: None,
         }
     }
 
@@ -224,13 +227,6 @@ impl BatchBuilder {
         self.events == 0
     }
 
-    fn wire_len(&self) -> u64 {
-        match &self.sink {
-            Sink::Gzip(g) => (g.deflate.get_ref().len() + GZIP_TRAILER) as u64,
-            Sink::Plain(v) => v.len() as u64,
-        }
-    }
-
     /// Whether an event of `len` serialized bytes still fits. An empty batch
     /// takes any event: one over the caps travels alone and the receiver decides.
     pub fn fits(&mut self, len: usize) -> bool {
@@ -241,17 +237,68 @@ impl BatchBuilder {
         if self.events >= self.limits.max_events || self.bytes + len > self.limits.max_bytes {
             return false;
         }
-        let worst = |b: &BatchBuilder| b.wire_len() + b.unflushed + len + GZIP_TAIL;
-        if worst(self) <= self.limits.max_compressed_bytes {
+        let cap = self.limits.max_compressed_bytes;
+        let Sink::Gzip(g) = &mut self.sink else {
+            // Uncompressed, the wire carries the body as it is.
+            return self.bytes + len <= cap;
+        };
+        let worst = |g: &Gzip, unflushed: u64| {
+            (g.deflate.get_ref().len() + GZIP_TRAILER) as u64 + unflushed + len + GZIP_TAIL
+        };
+        if worst(g, self.unflushed) <= cap {
             return true;
         }
         // Near the cap: learn the exact compressed size before saying no.
-        if let Sink::Gzip(g) = &mut self.sink {
-            if g.deflate.flush().is_ok() {
-                self.unflushed = 0;
+        if g.deflate.flush().is_ok() {
+            self.unflushed = 0;
+        }
+        worst(g, self.unflushed) <= cap
+    }
+
+    /// Where to render the next event: the body itself when uncompressed
+    /// (so the event is not copied), else `scratch`, cleared. Follow with
+    /// [`BatchBuilder::commit`] or [`BatchBuilder::take_staged`].
+    pub fn stage<'b>(&'b mut self, scratch: &'b mut Vec<u8>) -> &'b mut Vec<u8> {
+        self.staged_from = None;
+        match &mut self.sink {
+            Sink::Plain(v) => {
+                self.staged_from = Some(v.len());
+                v
+            }
+            Sink::Gzip(_) => {
+                scratch.clear();
+                scratch
             }
         }
-        worst(self) <= self.limits.max_compressed_bytes
+    }
+
+    /// The length of the event rendered where [`BatchBuilder::stage`] said.
+    pub fn staged_len(&self, scratch: &[u8]) -> usize {
+        match (&self.sink, self.staged_from) {
+            (Sink::Plain(v), Some(from)) => v.len().saturating_sub(from),
+            _ => scratch.len(),
+        }
+    }
+
+    /// Adds the staged event.
+    pub fn commit(&mut self, scratch: &[u8]) {
+        let len = self.staged_len(scratch);
+        if self.staged_from.take().is_some() {
+            self.events += 1;
+            self.bytes += len as u64;
+        } else {
+            self.push(scratch);
+        }
+    }
+
+    /// Takes the staged event back out (it goes to the next batch): after
+    /// this `scratch` holds it.
+    pub fn take_staged(&mut self, scratch: &mut Vec<u8>) {
+        if let (Sink::Plain(v), Some(from)) = (&mut self.sink, self.staged_from.take()) {
+            scratch.clear();
+            scratch.extend_from_slice(v.get(from..).unwrap_or_default());
+            v.truncate(from);
+        }
     }
 
     /// Adds one serialized event (call [`BatchBuilder::fits`] first).
@@ -422,6 +469,66 @@ mod tests {
                 .unwrap();
             assert_eq!(out, want, "round {round}");
             drop(pool.share(body));
+        }
+    }
+
+    /// Uncompressed, the wire size is the body size: an output with
+    /// `compression = "none"` filled bodies to about half its
+    /// `max_compressed_bytes` (the body was counted twice).
+    #[test]
+    fn an_uncompressed_body_fills_to_the_wire_cap() {
+        let one = event(0).len() as u64;
+        let batches = pack(limits(1000, 1 << 20, one * 10, Compression::None), 35);
+        assert_eq!(
+            batches.iter().map(|b| b.events).collect::<Vec<_>>(),
+            vec![10, 10, 10, 5]
+        );
+    }
+
+    /// Rendering in place (staged, then committed or taken back for the
+    /// next batch) packs exactly as pushing copies does.
+    #[test]
+    fn staged_events_pack_like_pushed_ones() {
+        let decoded = |b: &Batch, c: Compression| match c {
+            Compression::None => b.body.clone(),
+            Compression::Gzip => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&b.body[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            }
+        };
+        for c in [Compression::None, Compression::Gzip] {
+            let one = event(0).len() as u64;
+            let l = limits(7, one * 5, 1 << 20, c);
+            let pool = BodyPool::new(2);
+            let mut staged = Vec::new();
+            let mut b = BatchBuilder::new(l, &pool);
+            let mut scratch = Vec::new();
+            for i in 0..23 {
+                b.stage(&mut scratch).extend_from_slice(&event(i));
+                let len = b.staged_len(&scratch);
+                if b.fits(len) {
+                    b.commit(&scratch);
+                } else {
+                    b.take_staged(&mut scratch);
+                    assert_eq!(scratch, event(i));
+                    let full = std::mem::replace(&mut b, BatchBuilder::new(l, &pool));
+                    staged.push(full.finish());
+                    b.push(&scratch);
+                }
+            }
+            staged.push(b.finish());
+            let pushed = pack(l, 23);
+            assert_eq!(staged.len(), pushed.len(), "{c:?}");
+            for (x, y) in staged.iter().zip(&pushed) {
+                assert_eq!(
+                    (x.events, x.uncompressed_bytes),
+                    (y.events, y.uncompressed_bytes)
+                );
+                assert_eq!(decoded(x, c), decoded(y, c), "{c:?}");
+            }
         }
     }
 }

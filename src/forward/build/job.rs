@@ -68,10 +68,23 @@ impl Open {
         self.builder.as_mut().is_none_or(|b| b.fits(len))
     }
 
-    fn push(&mut self, shared: &BuildShared, record: RecordId, position: u64, bytes: &[u8]) {
+    fn builder(&mut self, shared: &BuildShared) -> &mut BatchBuilder {
         self.builder
             .get_or_insert_with(|| BatchBuilder::new(shared.limits, &shared.bodies))
-            .push(bytes);
+    }
+
+    fn push(&mut self, shared: &BuildShared, record: RecordId, position: u64, bytes: &[u8]) {
+        self.builder(shared).push(bytes);
+        self.note(record, position);
+    }
+
+    /// Adds the event staged in the builder (see [`BatchBuilder::stage`]).
+    fn commit(&mut self, shared: &BuildShared, record: RecordId, position: u64, scratch: &[u8]) {
+        self.builder(shared).commit(scratch);
+        self.note(record, position);
+    }
+
+    fn note(&mut self, record: RecordId, position: u64) {
         match self.segments.last_mut() {
             Some(s) if s.record == record && s.first + s.count == position => s.count += 1,
             _ => self.segments.push(Segment {
@@ -217,28 +230,39 @@ pub fn build_job(
                     continue;
                 }
             };
-            line.clear();
-            let rendered = render(
-                &event,
-                enrich.map(|en| (en, meta.token.as_str())),
-                shared.allow_raw,
-                &mut line,
-            );
+            // Rendered straight into an uncompressed body (no copy).
+            let (rendered, len) = {
+                let builder = open.builder(shared);
+                let rendered = render(
+                    &event,
+                    enrich.map(|en| (en, meta.token.as_str())),
+                    shared.allow_raw,
+                    builder.stage(&mut line),
+                );
+                (rendered, builder.staged_len(&line))
+            };
             let route = rendered.route;
             // One route per request; a /raw request carries one record's
             // metadata in its query string.
             let other_record =
                 route == Route::Raw && open.segments.last().is_some_and(|s| s.record != id);
-            let cut =
-                open.route.is_some_and(|r| r != route) || other_record || !open.fits(line.len());
-            if cut && !emit_open(shared, &mut open, &mut emit) {
-                break 'records;
+            let cut = open.route.is_some_and(|r| r != route) || other_record || !open.fits(len);
+            if cut {
+                // The event opens the next batch.
+                open.builder(shared).take_staged(&mut line);
+                if !emit_open(shared, &mut open, &mut emit) {
+                    break 'records;
+                }
             }
             if open.route.is_none() && route == Route::Raw {
                 open.query = Some(raw_query(&event));
             }
             open.route = Some(route);
-            open.push(shared, id, position, &line);
+            if cut {
+                open.push(shared, id, position, &line);
+            } else {
+                open.commit(shared, id, position, &line);
+            }
             if let (Some(lag), Some(t)) = (&lag, rendered.sample_time) {
                 lag.observe((now - t).max(0.0));
             }
