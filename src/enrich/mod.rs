@@ -190,13 +190,13 @@ impl Enriched<'_> {
                 out.extend_from_slice(part.as_bytes());
             }
         };
-        for (m, name) in self.sample.members() {
+        for m in self.sample.members() {
             let key = m.name.as_ref();
             // Ours are recomputed (enriching an enriched sample changes nothing).
-            if name.derived || e.is_asset_field(key) {
+            if DERIVED_FIELDS.contains(&key) || e.is_asset_field(key) {
                 continue;
             }
-            if !trim::keep(e.trim, key, name, m.value, &self.facts) {
+            if !trim::keep(e.trim, key, m.value, &self.facts) {
                 continue;
             }
             if !m.verbatim {

@@ -3,9 +3,7 @@
 //! `time` from `Datetime`, and the derived fields DESIGN.md defines.
 
 use super::object::{members, string_value, Member};
-use super::DERIVED_FIELDS;
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 /// Legacy Logpush names and their current ones.
 pub const LEGACY_NAMES: &[(&str, &str)] = &[
@@ -29,8 +27,6 @@ pub const LEGACY_NAMES: &[(&str, &str)] = &[
 pub struct Sample<'a> {
     text: &'a str,
     fields: Vec<Member<'a>>,
-    /// What each field's (current) name tells, by position.
-    names: Vec<Name>,
     /// Position in `fields` of each field [`known_slot`] names (`u16::MAX`: absent).
     known: [u16; KNOWN],
 }
@@ -67,96 +63,6 @@ pub fn current_name(key: &str) -> Option<&'static str> {
 /// Fields a sample has about this many of (Cloudflare's dataset has ~100).
 const TYPICAL_FIELDS: usize = 112;
 
-/// The protocol header a field describes, by its name's prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Header {
-    /// `TCP…`
-    Tcp,
-    /// `UDP…`
-    Udp,
-    /// `ICMP…`
-    Icmp,
-    /// `GRE…`
-    Gre,
-    /// `IPv4…`
-    Ipv4,
-    /// `IPv6…`
-    Ipv6,
-    /// Any other field.
-    None,
-}
-
-/// What a field's current name tells enrichment, worked out once per name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Name {
-    slot: Option<u8>,
-    /// One of the fields enrichment derives: recomputed, never copied.
-    pub derived: bool,
-    /// The header it describes.
-    pub header: Header,
-}
-
-impl Name {
-    /// Classifies a (current) field name.
-    pub fn of(name: &str) -> Name {
-        let header = [
-            ("TCP", Header::Tcp),
-            ("UDP", Header::Udp),
-            ("ICMP", Header::Icmp),
-            ("GRE", Header::Gre),
-            ("IPv4", Header::Ipv4),
-            ("IPv6", Header::Ipv6),
-        ]
-        .into_iter()
-        .find(|(prefix, _)| name.starts_with(prefix))
-        .map_or(Header::None, |(_, h)| h);
-        Name {
-            slot: known_slot(name).and_then(|s| u8::try_from(s).ok()),
-            derived: DERIVED_FIELDS.contains(&name),
-            header,
-        }
-    }
-
-    /// `MitigationSystem` or `Datetime`: what makes a line a sample.
-    pub fn makes_a_sample(&self) -> bool {
-        matches!(self.slot, Some(0 | 1))
-    }
-}
-
-/// Names cached per position, at most (a hostile line's 100,000 fields
-/// are classified without being remembered).
-const SHAPE_FIELDS: usize = 1024;
-
-thread_local! {
-    /// The field names of the last sample parsed on this thread, by
-    /// position, with their current name and class. Logpush lines repeat
-    /// one field order, so a name usually costs one comparison here
-    /// instead of several table look-ups.
-    static SHAPE: RefCell<Shape> = const { RefCell::new(Vec::new()) };
-}
-
-/// The names of the last sample parsed on this thread: see [`SHAPE`].
-type Shape = Vec<(Box<str>, Option<&'static str>, Name)>;
-
-/// The current name (when `received` is a legacy one) and class of the
-/// field at `position`.
-fn classify(shape: &mut Shape, position: usize, received: &str) -> (Option<&'static str>, Name) {
-    if let Some((name, current, class)) = shape.get(position) {
-        if **name == *received {
-            return (*current, *class);
-        }
-    }
-    let current = current_name(received);
-    let class = Name::of(current.unwrap_or(received));
-    let entry = (Box::from(received), current, class);
-    if let Some(slot) = shape.get_mut(position) {
-        *slot = entry;
-    } else if position == shape.len() && position < SHAPE_FIELDS {
-        shape.push(entry);
-    }
-    (current, class)
-}
-
 /// Fields derived from a sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Derived {
@@ -182,26 +88,20 @@ impl<'a> Sample<'a> {
         // A repeated name reads as its last non-empty value, so trimming
         // (which drops the empty ones) never changes what a field reads as.
         let mut known = [u16::MAX; KNOWN];
-        let mut names = Vec::with_capacity(fields.len());
-        SHAPE.with_borrow_mut(|shape| {
-            for (i, m) in fields.iter_mut().enumerate() {
-                let (current, name) = classify(shape, i, &m.name);
-                if let Some(new) = current {
-                    m.name = Cow::Borrowed(new);
-                    m.verbatim = false;
-                }
-                if let Some(slot) = name.slot {
-                    if m.value != "\"\"" && m.value != "null" {
-                        known[usize::from(slot)] = u16::try_from(i).unwrap_or(u16::MAX);
-                    }
-                }
-                names.push(name);
+        for (i, m) in fields.iter_mut().enumerate() {
+            if let Some(new) = current_name(&m.name) {
+                m.name = Cow::Borrowed(new);
+                m.verbatim = false;
             }
-        });
+            if let Some(slot) = known_slot(&m.name) {
+                if m.value != "\"\"" && m.value != "null" {
+                    known[slot] = u16::try_from(i).unwrap_or(u16::MAX);
+                }
+            }
+        }
         let s = Sample {
             text,
             fields,
-            names,
             known,
         };
         (s.raw_value("MitigationSystem").is_some() && s.raw_value("Datetime").is_some())
@@ -230,10 +130,9 @@ impl<'a> Sample<'a> {
         self.fields.iter().map(|m| (&m.name, m.value))
     }
 
-    /// Every field in order, with where it stands in [`Sample::text`] and
-    /// what its name tells.
-    pub fn members(&self) -> impl Iterator<Item = (&Member<'a>, Name)> {
-        self.fields.iter().zip(self.names.iter().copied())
+    /// Every field in order, with where it stands in [`Sample::text`].
+    pub fn members(&self) -> &[Member<'a>] {
+        &self.fields
     }
 
     /// The line the sample was parsed from (whitespace around it trimmed).
@@ -412,25 +311,5 @@ mod tests {
         assert!(Sample::parse(b"not json").is_none());
         assert!(Sample::parse(br#"{"event":"x"}"#).is_none());
         assert!(Sample::parse(br#"[1,2]"#).is_none());
-    }
-
-    /// The per-thread cache of names by position never changes what a
-    /// name reads as, whatever order the previous line had.
-    #[test]
-    fn names_are_classified_alike_whatever_the_previous_line() {
-        let a = r#"{"MitigationSystem":"dosd","Datetime":1,"IPTtl":5,"TCPFlags":2,"est_bytes":1}"#;
-        let b = r#"{"Datetime":1,"MitigationSystem":"dosd","TCPFlags":2,"IPTTL":6,"UDPChecksum":1,"est_bytes":1}"#;
-        for (line, ttl) in [(a, 5.0), (b, 6.0), (a, 5.0), (b, 6.0), (b, 6.0), (a, 5.0)] {
-            let s = Sample::parse(line.as_bytes()).unwrap();
-            for (m, name) in s.members() {
-                assert_eq!(name, Name::of(&m.name), "{line}");
-            }
-            assert_eq!(s.num("IPTTL"), Some(ttl));
-            assert_eq!(s.str("MitigationSystem").as_deref(), Some("dosd"));
-            assert!(s.keys().all(|k| k != "IPTtl"));
-            let (udp, est) = (Name::of("UDPChecksum"), Name::of("est_bytes"));
-            assert_eq!((udp.header, udp.derived), (Header::Udp, false));
-            assert!(est.derived && Name::of("Datetime").makes_a_sample());
-        }
     }
 }

@@ -9,7 +9,7 @@
 //! no analytic value. README.md lists the compact set and how each returns.
 
 use super::config::TrimMode;
-use super::sample::{Header, Name, Sample};
+use super::sample::Sample;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -117,15 +117,21 @@ impl<'a> Facts<'a> {
     }
 
     /// Whether a field's header group applies (fields outside any group always do).
-    fn header_applies(&self, header: Header) -> bool {
-        let wanted: &[u8] = match header {
-            Header::Tcp => &[6],
-            Header::Udp => &[17],
-            Header::Icmp => &[1, 58],
-            Header::Gre => &[47],
-            Header::Ipv4 => return self.ip_version != Some(6),
-            Header::Ipv6 => return self.ip_version != Some(4),
-            Header::None => return true,
+    fn group_applies(&self, key: &str) -> bool {
+        let wanted: &[u8] = if key.starts_with("TCP") {
+            &[6]
+        } else if key.starts_with("UDP") {
+            &[17]
+        } else if key.starts_with("ICMP") {
+            &[1, 58]
+        } else if key.starts_with("GRE") {
+            &[47]
+        } else if key.starts_with("IPv4") {
+            return self.ip_version != Some(6);
+        } else if key.starts_with("IPv6") {
+            return self.ip_version != Some(4);
+        } else {
+            return true;
         };
         // Without a protocol number nothing can be said: keep the group.
         self.protocol.is_none_or(|p| wanted.contains(&p))
@@ -177,15 +183,15 @@ impl<'a> Facts<'a> {
 }
 
 /// Whether a field stays in the enriched sample.
-pub fn keep(mode: TrimMode, key: &str, name: Name, value: &str, facts: &Facts<'_>) -> bool {
+pub fn keep(mode: TrimMode, key: &str, value: &str, facts: &Facts<'_>) -> bool {
     if mode == TrimMode::None {
         return true;
     }
     // What makes a line a sample always stays, so it stays one.
-    if name.makes_a_sample() {
+    if key == "MitigationSystem" || key == "Datetime" {
         return true;
     }
-    if value == "\"\"" || value == "null" || !facts.header_applies(name.header) {
+    if value == "\"\"" || value == "null" || !facts.group_applies(key) {
         return false;
     }
     mode != TrimMode::Compact || !facts.restorable(key, value)
@@ -199,7 +205,7 @@ mod tests {
         let s = Sample::parse(line.as_bytes()).unwrap();
         let f = Facts::of(&s);
         s.pairs()
-            .filter(|(k, v)| keep(mode, k, Name::of(k), v, &f))
+            .filter(|(k, v)| keep(mode, k, v, &f))
             .map(|(k, _)| k.to_string())
             .collect()
     }
