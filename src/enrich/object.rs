@@ -50,7 +50,14 @@ pub fn members(text: &str, capacity: usize) -> Option<Members<'_>> {
             let name = c.key(text)?;
             c.ws();
             let start = c.i;
-            c.value(&mut open)?;
+            // Scalars, nearly every value of a sample, skip the container walk.
+            match c.peek()? {
+                b'"' => {
+                    c.string()?;
+                }
+                b'-' | b'0'..=b'9' => c.number()?,
+                _ => c.value(&mut open)?,
+            }
             out.push(Member {
                 verbatim: matches!(name, Cow::Borrowed(_)),
                 name,
@@ -136,12 +143,12 @@ impl Cursor<'_> {
         }
         let start = self.i;
         let escaped = self.string()?;
-        let quoted = text.get(start..self.i)?;
         let key = if escaped {
             // Rare: unescaping (surrogate pairs included) is serde_json's job.
-            Cow::Owned(serde_json::from_str::<String>(quoted).ok()?)
+            Cow::Owned(serde_json::from_str::<String>(text.get(start..self.i)?).ok()?)
         } else {
-            Cow::Borrowed(quoted.get(1..quoted.len() - 1)?)
+            // Inside the quotes `string` stepped over.
+            Cow::Borrowed(text.get(start + 1..self.i - 1)?)
         };
         self.ws();
         self.eat(b':')?;
