@@ -310,7 +310,7 @@ impl<T: Transport> Engine<T> {
 
     /// Starts build jobs while builders have room.
     fn plan_jobs(&mut self, now: Instant) -> Duration {
-        while self.builders.has_room() && !self.draining {
+        while self.builders.has_room() && !self.draining && !self.owed.is_full() {
             let mut empty = Vec::new();
             let Engine {
                 planner,

@@ -12,6 +12,11 @@ use crate::forward::transport::Transport;
 use crate::queue::{DeadLetter, RecordId};
 use std::collections::BTreeSet;
 
+/// Dead letters held for another try at most; with more, no new work is
+/// planned (each holds its event's text: memory stays bounded while the
+/// store refuses letters).
+const MAX_OWED_LETTERS: usize = 1024;
+
 /// What is owed to the store.
 #[derive(Debug, Default)]
 pub(super) struct Owed {
@@ -26,6 +31,11 @@ impl Owed {
     /// Nothing owed.
     pub(super) fn is_empty(&self) -> bool {
         self.releases.is_empty() && self.letters.is_empty()
+    }
+
+    /// Too many letters wait: plan nothing new until some are stored.
+    pub(super) fn is_full(&self) -> bool {
+        self.letters.len() >= MAX_OWED_LETTERS
     }
 }
 
@@ -82,6 +92,8 @@ impl<T: Transport> Engine<T> {
 
     /// Tries every owed write once more.
     pub(super) fn retry_owed(&mut self) {
+        // What a store since reopened was owed is read again instead.
+        self.follow_reopen();
         if self.owed.is_empty() {
             return;
         }
