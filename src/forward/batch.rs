@@ -30,6 +30,19 @@ pub struct BatchLimits {
     pub compression: Compression,
 }
 
+impl BatchLimits {
+    /// No caps: a body rebuilt or cut from events that were already packed
+    /// under the output's caps.
+    pub fn unlimited(compression: Compression) -> BatchLimits {
+        BatchLimits {
+            max_events: usize::MAX,
+            max_bytes: u64::MAX,
+            max_compressed_bytes: u64::MAX,
+            compression,
+        }
+    }
+}
+
 /// The most a new body reserves (pages are only touched as it fills).
 const MAX_RESERVE: u64 = 16 << 20;
 

@@ -173,6 +173,9 @@ pub struct Queue {
     /// meeting a damaged page does (the store stays open).
     #[cfg(test)]
     failing_writes: AtomicU64,
+    /// Test hook: body readers opened (each decodes a record from its start).
+    #[cfg(test)]
+    readers_opened: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -228,6 +231,8 @@ impl Queue {
             dead_counts: Mutex::new(dead::Counts::default()),
             #[cfg(test)]
             failing_writes: AtomicU64::new(0),
+            #[cfg(test)]
+            readers_opened: AtomicU64::new(0),
         })
     }
 
@@ -245,6 +250,12 @@ impl Queue {
     #[cfg(test)]
     pub(crate) fn fail_writes(&self, n: u64) {
         self.failing_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// How many body readers were opened so far.
+    #[cfg(test)]
+    pub(crate) fn readers_opened(&self) -> u64 {
+        self.readers_opened.load(Ordering::SeqCst)
     }
 
     /// Fails a write the test hook asks to fail.
@@ -470,6 +481,8 @@ impl Queue {
         let Some(header) = self.header(&store, id)? else {
             return Ok(None);
         };
+        #[cfg(test)]
+        self.readers_opened.fetch_add(1, Ordering::SeqCst);
         Ok(Some((
             header.meta,
             BodyReader::new(Arc::clone(self), id, header.chunks, self.generation()),

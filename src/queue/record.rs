@@ -55,11 +55,10 @@ pub struct RecordMeta {
     pub decoded_bytes: u64,
 }
 
-#[cfg(test)]
 impl RecordMeta {
-    /// A record from token "t" without query metadata, received at time 0
-    /// (unit tests).
-    pub(crate) fn plain(
+    /// A body's shape alone: no token, no query metadata, received at time 0
+    /// (for reading bodies that are not queued records, such as one sent).
+    pub fn bare(
         endpoint: DataEndpoint,
         encoding: BodyEncoding,
         decoded_bytes: u64,
@@ -67,7 +66,7 @@ impl RecordMeta {
     ) -> RecordMeta {
         RecordMeta {
             endpoint,
-            token: "t".into(),
+            token: String::new(),
             channel: None,
             sourcetype: None,
             source: None,
@@ -77,6 +76,21 @@ impl RecordMeta {
             events,
             encoding,
             decoded_bytes,
+        }
+    }
+
+    /// A record from token "t" without query metadata, received at time 0
+    /// (unit tests).
+    #[cfg(test)]
+    pub(crate) fn plain(
+        endpoint: DataEndpoint,
+        encoding: BodyEncoding,
+        decoded_bytes: u64,
+        events: u64,
+    ) -> RecordMeta {
+        RecordMeta {
+            token: "t".into(),
+            ..RecordMeta::bare(endpoint, encoding, decoded_bytes, events)
         }
     }
 }

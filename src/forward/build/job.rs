@@ -103,7 +103,7 @@ fn now_secs() -> f64 {
 }
 
 /// Finishes a body and counts its bytes.
-fn finish(shared: &BuildShared, builder: BatchBuilder) -> bytes::Bytes {
+pub(super) fn finish(shared: &BuildShared, builder: BatchBuilder) -> bytes::Bytes {
     let body = builder.finish();
     shared
         .metrics
@@ -289,12 +289,7 @@ pub fn rebuild(
 ) -> Result<Option<Request>, (RecordId, SourceError)> {
     let mut query = None;
     let mut builder = BatchBuilder::new(
-        BatchLimits {
-            max_events: usize::MAX,
-            max_bytes: u64::MAX,
-            max_compressed_bytes: u64::MAX,
-            compression: shared.limits.compression,
-        },
+        BatchLimits::unlimited(shared.limits.compression),
         &shared.bodies,
     );
     let mut stream: Option<EventStream<'static>> = None;
@@ -306,7 +301,12 @@ pub fn rebuild(
             .as_ref()
             .is_none_or(|s| s.id() != seg.record || s.position() > seg.first)
         {
-            stream = EventStream::open(&shared.queue, seg.record, shared.max_event_bytes)
+            if let Some(done) = stream.take() {
+                shared.rereads.keep(&shared.queue, done);
+            }
+            stream = shared
+                .rereads
+                .open(&shared.queue, seg.record, seg.first, shared.max_event_bytes)
                 .map_err(|e| (seg.record, e))?;
         }
         // A record already gone from the queue has nothing left to send.
@@ -328,6 +328,9 @@ pub fn rebuild(
         query = query.or(q);
         builder.push(&line);
     }
+    if let Some(done) = stream {
+        shared.rereads.keep(&shared.queue, done);
+    }
     if builder.is_empty() {
         return Ok(None);
     }
@@ -343,12 +346,14 @@ pub fn rebuild(
 pub fn segment_text(shared: &BuildShared, seg: Segment) -> Vec<u8> {
     let mut text = Vec::new();
     if let Ok(Some(mut stream)) =
-        EventStream::open(&shared.queue, seg.record, shared.max_event_bytes)
+        shared
+            .rereads
+            .open(&shared.queue, seg.record, seg.first, shared.max_event_bytes)
     {
         let token = stream.meta().token.clone();
         let resolver = shared.resolver(&token);
         let enricher = shared.enricher.current();
-        let _ = write_segment(
+        let read = write_segment(
             &mut stream,
             &resolver,
             enricher.as_deref(),
@@ -356,6 +361,9 @@ pub fn segment_text(shared: &BuildShared, seg: Segment) -> Vec<u8> {
             Route::Event,
             &mut text,
         );
+        if read.is_ok() {
+            shared.rereads.keep(&shared.queue, stream);
+        }
     }
     text
 }

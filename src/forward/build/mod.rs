@@ -6,8 +6,10 @@
 //! over a channel of [`JOB_BACKLOG`], so memory is bounded by
 //! `build_threads × (JOB_BACKLOG + 1)` bodies, not by the backlog.
 
+pub mod cut;
 pub mod job;
 pub mod plan;
+pub mod reread;
 
 use super::batch::{BatchLimits, BodyPool};
 use super::context::TokenMeta;
@@ -53,6 +55,8 @@ pub struct BuildShared {
     pub max_event_bytes: u64,
     /// Counters.
     pub metrics: BuildMetrics,
+    /// Records' streams kept open for reading them again.
+    pub rereads: reread::Rereads,
 }
 
 impl BuildShared {
@@ -180,21 +184,14 @@ impl Builders {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::forward::batch::Compression;
-    use crate::forward::output_metrics::BuildMetrics;
-    use crate::metrics::Metrics;
-    use crate::queue::QueueLimits;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stop_waits_for_every_blocking_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = QueueLimits::roomy();
-        let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
-        let shared = BuildShared {
-            queue: Arc::clone(&queue),
+impl BuildShared {
+    /// Defaults for unit tests: no tokens, no enrichment, 10 events per batch.
+    pub(crate) fn for_tests(
+        queue: Arc<Queue>,
+        compression: super::batch::Compression,
+    ) -> BuildShared {
+        BuildShared {
+            queue,
             tokens: Arc::new(HashMap::new()),
             overrides: [None, None, None, None],
             hostname: "n".into(),
@@ -203,13 +200,30 @@ mod tests {
                 max_events: 10,
                 max_bytes: 1 << 20,
                 max_compressed_bytes: 1 << 20,
-                compression: Compression::None,
+                compression,
             },
             bodies: BodyPool::new(0),
             allow_raw: false,
             max_event_bytes: 1 << 20,
-            metrics: BuildMetrics::bind(&Metrics::new().unwrap(), "out", false),
-        };
+            metrics: BuildMetrics::bind(&crate::metrics::Metrics::new().unwrap(), "out", false),
+            rereads: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::batch::Compression;
+    use crate::queue::QueueLimits;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_waits_for_every_blocking_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = QueueLimits::roomy();
+        let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
+        let shared = BuildShared::for_tests(Arc::clone(&queue), Compression::None);
         let mut builders = Builders::new(Arc::new(shared), 2);
         let done = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&done);

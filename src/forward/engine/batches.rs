@@ -1,9 +1,11 @@
 //! The batches an output has built and not yet finished with: which events
-//! each carries (as segments of queued records, never their bytes, so a
-//! resend rebuilds the body from the queue and memory does not grow with
-//! batches waiting for acks), and the pure arithmetic of cutting them.
+//! each carries (as segments of queued records; their bytes only while a
+//! send is out, so a resend rebuilds the body from the queue and memory does
+//! not grow with batches waiting for acks), and the pure arithmetic of
+//! cutting them.
 
 use super::super::source::{Route, Segment};
+use super::super::transport::Request;
 use crate::queue::RecordId;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -21,6 +23,9 @@ pub struct BatchState {
     pub events: u64,
     /// When it was first sent.
     pub first_sent: Option<Instant>,
+    /// The request while a send of it is out (the transport holds its body
+    /// meanwhile anyway): an invalid-event-number answer is cut from it.
+    pub sent: Option<Request>,
 }
 
 impl BatchState {
@@ -31,6 +36,7 @@ impl BatchState {
             events: count(&segments),
             segments,
             first_sent: None,
+            sent: None,
         }
     }
 

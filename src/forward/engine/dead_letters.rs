@@ -5,9 +5,11 @@
 use super::batches::count;
 use super::{now_ms, Engine, Event};
 use crate::forward::build::job::segment_text;
+use crate::forward::build::BuildShared;
 use crate::forward::source::{Segment, Unsendable};
 use crate::forward::stream::SourceError;
 use crate::forward::transport::Transport;
+use crate::hec::split::objects;
 use crate::queue::{DeadLetter, RecordId};
 use std::time::Instant;
 
@@ -117,43 +119,26 @@ impl<T: Transport> Engine<T> {
     /// blocking thread (reading them back decodes the record). They count as
     /// handled once stored (`Event::Lettered`).
     pub(super) fn dead_letter_segment(&mut self, seg: Segment, reason: String) {
-        self.lettering += 1;
-        *self.lettering_events.entry(seg.record).or_insert(0) += seg.count;
-        let (tx, output, generation) = (self.tx.clone(), self.s.name.clone(), self.generation);
+        let letters = self.lettering_segment(seg, reason);
         self.builders.run_blocking(move |shared| {
             let text = segment_text(shared, seg);
-            let text = String::from_utf8_lossy(&text);
-            let mut covers = 0;
-            let mut unstored = Vec::new();
-            for (k, line) in (0..seg.count).zip(text.lines().chain(std::iter::repeat(""))) {
-                let letter = DeadLetter {
-                    output: output.clone(),
-                    record: seg.record,
-                    event_number: seg.first + k,
-                    reason: reason.clone(),
-                    time_ms: now_ms(),
-                    event: line.to_string(),
-                };
-                match shared.queue.dead_letter(&letter) {
-                    Ok(_) => {
-                        tracing::warn!(output = %output, record = seg.record, event = letter.event_number, reason = %letter.reason, "event dead-lettered");
-                        covers += 1;
-                    }
-                    Err(e) => {
-                        tracing::error!(output = %output, record = seg.record, error = %e, "cannot store a dead letter; the record stays queued and it is tried again");
-                        unstored.push(letter);
-                    }
-                }
-            }
-            let _ = tx.send(Event::Lettered {
-                record: seg.record,
-                covers,
-                unstored,
-                generation,
-            });
+            letters.store(shared, &text);
         });
     }
 
+    /// Counts `seg` as being lettered; the letters are stored by the
+    /// returned value, on a blocking thread.
+    pub(super) fn lettering_segment(&mut self, seg: Segment, reason: String) -> Letters {
+        self.lettering += 1;
+        *self.lettering_events.entry(seg.record).or_insert(0) += seg.count;
+        Letters {
+            seg,
+            reason,
+            output: self.s.name.clone(),
+            generation: self.generation,
+            tx: self.tx.clone(),
+        }
+    }
     /// An event that cannot be sent as it is becomes a dead letter at once.
     pub(super) fn dead_letter_unsendable(&mut self, record: RecordId, u: Unsendable) {
         match u {
@@ -196,5 +181,86 @@ impl<T: Transport> Engine<T> {
             event,
         };
         self.store_letter(letter, covers);
+    }
+}
+
+/// Dead letters for the events of one segment, to be stored.
+pub(super) struct Letters {
+    seg: Segment,
+    reason: String,
+    output: String,
+    generation: u64,
+    tx: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl Letters {
+    /// Stores one letter per event, holding the lines of `text` in order
+    /// (empty where it has fewer), and reports `Event::Lettered`.
+    pub(super) fn store(self, shared: &BuildShared, text: &[u8]) {
+        let Letters {
+            seg,
+            reason,
+            output,
+            generation,
+            tx,
+        } = self;
+        let mut covers = 0;
+        let mut unstored = Vec::new();
+        for (k, event) in (0..seg.count).zip(letter_texts(text)) {
+            let letter = DeadLetter {
+                output: output.clone(),
+                record: seg.record,
+                event_number: seg.first + k,
+                reason: reason.clone(),
+                time_ms: now_ms(),
+                event,
+            };
+            match shared.queue.dead_letter(&letter) {
+                Ok(_) => {
+                    tracing::warn!(output = %output, record = seg.record, event = letter.event_number, reason = %letter.reason, "event dead-lettered");
+                    covers += 1;
+                }
+                Err(e) => {
+                    tracing::error!(output = %output, record = seg.record, error = %e, "cannot store a dead letter; the record stays queued and it is tried again");
+                    unstored.push(letter);
+                }
+            }
+        }
+        let _ = tx.send(Event::Lettered {
+            record: seg.record,
+            covers,
+            unstored,
+            generation,
+        });
+    }
+}
+
+/// The events of `text` (HEC JSON objects, as rendered for letters), one
+/// string each, then empty ones for events that could not be read. Objects
+/// are split as JSON, not by lines: an event's own whitespace may hold line
+/// ends.
+fn letter_texts(text: &[u8]) -> impl Iterator<Item = String> + '_ {
+    objects(text)
+        .map_while(Result::ok)
+        .map(|o| String::from_utf8_lossy(o).into_owned())
+        .chain(std::iter::repeat_with(String::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters_split_objects_not_lines() {
+        let text = b"{\"event\":{\n \"a\": 1\n},\"fields\":{}}\n{\"event\":\"b\"}\n";
+        let got: Vec<String> = letter_texts(text).take(3).collect();
+        assert_eq!(
+            got,
+            vec![
+                "{\"event\":{\n \"a\": 1\n},\"fields\":{}}".to_string(),
+                "{\"event\":\"b\"}".to_string(),
+                String::new()
+            ]
+        );
     }
 }

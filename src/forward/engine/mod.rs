@@ -7,9 +7,10 @@
 //! events that can never be delivered; a record is released once all its
 //! events are delivered or dead-lettered (`acks::DeliveryLedger`).
 //!
-//! Batches remember only which events they carry (`batches.rs`), not their
-//! bytes: a resend rebuilds the body from the queue, which holds every record
-//! until all outputs released it.
+//! Batches remember which events they carry (`batches.rs`), and their bytes
+//! only while a send is out: a resend rebuilds the body from the queue, which
+//! holds every record until all outputs released it; an invalid-event-number
+//! answer is cut from the body it answers (`build/cut.rs`).
 
 mod batches;
 mod dead_letters;
@@ -162,6 +163,7 @@ impl<T: Transport> Engine<T> {
             allow_raw: transport.allows_raw(),
             max_event_bytes: ctx.max_event_bytes,
             metrics: BuildMetrics::bind(&ctx.metrics, &s.name, measure),
+            rereads: Default::default(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let outputs: Vec<&str> = ctx.outputs.iter().map(String::as_str).collect();
@@ -446,6 +448,7 @@ impl<T: Transport> Engine<T> {
             return;
         };
         st.first_sent.get_or_insert_with(Instant::now);
+        st.sent = Some(request.clone());
         self.inflight += 1;
         let (transport, tx) = (Arc::clone(&self.transport), self.tx.clone());
         tokio::spawn(async move {

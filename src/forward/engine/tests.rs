@@ -457,3 +457,67 @@ async fn a_dead_letter_that_fails_to_store_is_tried_again() {
     one_letter_for_the_second_event(&r);
     r.stop().await;
 }
+
+/// Splunk refusing every event one by one (say an index the token may not
+/// use): each answer delivers nothing and letters one event. The rest is
+/// resent in halves cut from the body that was sent, so a batch of n costs
+/// about n·log2(n) events on the wire, not n²/2, and the record is decoded
+/// from the queue a bounded number of times, not once per letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_event_by_event_costs_n_log_n_not_n_squared() {
+    let n = 64usize;
+    let mut s = settings();
+    s.limits.max_events = n;
+    s.concurrency = 2;
+    let r = rig(s, 1, &[n], |_, _, _| SendOutcome::InvalidEvent {
+        number: 0,
+        reason: "{\"code\":7}".into(),
+    })
+    .await;
+    r.drained().await;
+    let mut letters = r.letters();
+    letters.sort();
+    let numbers: Vec<u64> = letters.iter().map(|l| l.1).collect();
+    assert_eq!(numbers, (0..n as u64).collect::<Vec<_>>());
+    for (_, k, text) in &letters {
+        assert!(text.contains(&format!("\"r0e{k}\"")), "{text}");
+    }
+    assert_eq!(
+        (r.counted("delivered"), r.counted("dead_lettered")),
+        (0, n as u64)
+    );
+    let sent = r.log.events().len();
+    let bound = n * (n.ilog2() as usize + 1);
+    assert!(sent <= bound, "{sent} events sent for {n} (bound {bound})");
+    let opened = r.queue.readers_opened();
+    assert!(opened <= 4, "the record was decoded {opened} times");
+    r.stop().await;
+}
+
+/// A batch refused whole, every event of it bad: bisection rebuilds halves
+/// and letters single events from the queue, each continuing a stream
+/// already open at an earlier event instead of decoding the record from
+/// its start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bisecting_a_bad_batch_reads_its_record_a_few_times_not_once_per_event() {
+    let n = 32usize;
+    let mut s = settings();
+    s.limits.max_events = n;
+    let r = rig(s, 1, &[n], |_, _, _| SendOutcome::Rejected {
+        status: 400,
+        reason: "{\"code\":12}".into(),
+    })
+    .await;
+    r.drained().await;
+    assert_eq!(r.letters().len(), n);
+    assert_eq!(
+        (r.counted("delivered"), r.counted("dead_lettered")),
+        (0, n as u64)
+    );
+    let opened = r.queue.readers_opened();
+    assert!(
+        opened <= n as u64 / 2,
+        "the record was decoded {opened} times"
+    );
+    r.stop().await;
+}
