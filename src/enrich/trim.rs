@@ -77,6 +77,13 @@ pub fn subnet_of_ip(addr: IpAddr) -> String {
     }
 }
 
+/// [`subnet_of`] an address written in canonical form (RFC 5952 for IPv6),
+/// the only form the Splunk app's text expressions rebuild the subnet from.
+fn canonical_subnet(addr: &str) -> Option<String> {
+    let ip = addr.parse::<IpAddr>().ok()?;
+    (ip.to_string() == addr).then(|| subnet_of_ip(ip))
+}
+
 /// Cloudflare's `IPProtocolName` for an IANA protocol number, when known.
 pub fn protocol_name(number: u8) -> Option<&'static str> {
     PROTOCOL_NAMES
@@ -151,9 +158,15 @@ impl<'a> Facts<'a> {
         };
         match key {
             _ if key.ends_with("Checksum") => true,
-            "IPSourceSubnet" => self.source.as_deref().and_then(subnet_of).as_deref() == Some(text),
+            "IPSourceSubnet" => {
+                self.source.as_deref().and_then(canonical_subnet).as_deref() == Some(text)
+            }
             "IPDestinationSubnet" => {
-                self.destination.as_deref().and_then(subnet_of).as_deref() == Some(text)
+                self.destination
+                    .as_deref()
+                    .and_then(canonical_subnet)
+                    .as_deref()
+                    == Some(text)
             }
             "IPTTLBuckets" => {
                 self.ttl
@@ -298,6 +311,27 @@ mod tests {
             c.contains(&"TCPAcknowledgementNumber".to_string()),
             "ACK set: 0 is a value"
         );
+    }
+
+    /// The app derives a subnet from the address's text, which it can do
+    /// for the canonical form Cloudflare writes only: a subnet beside an
+    /// address written any other way stays.
+    #[test]
+    fn compact_keeps_the_subnet_of_an_address_not_in_canonical_form() {
+        for (addr, subnet) in [
+            ("2001:DB8::1", "2001:db8::/64"),
+            ("2001:db8:0:0:1::1", "2001:db8::/64"),
+            ("2001:0db8::1", "2001:db8::/64"),
+        ] {
+            let line =
+                format!(r#"{{{BASE},"IPSourceAddress":"{addr}","IPSourceSubnet":"{subnet}"}}"#);
+            let c = kept(TrimMode::Compact, &line);
+            assert!(c.contains(&"IPSourceSubnet".to_string()), "{addr}: dropped");
+        }
+        let line = format!(
+            r#"{{{BASE},"IPSourceAddress":"2001:db8::1","IPSourceSubnet":"2001:db8::/64"}}"#
+        );
+        assert!(!kept(TrimMode::Compact, &line).contains(&"IPSourceSubnet".to_string()));
     }
 
     #[test]
