@@ -81,6 +81,17 @@ pub struct Metrics {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
+    /// Events accepted since start, all tokens (`sluice_ingest_events_total` summed).
+    pub fn ingest_events_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.ingest_events
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().value() as u64)
+            .sum()
+    }
+
     /// Creates and registers every metric, plus the process collector.
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();

@@ -65,4 +65,6 @@ pub struct EngineSettings {
     pub dead_letter_after: Option<Duration>,
     /// Batch builder threads.
     pub build_threads: usize,
+    /// How often a `sluice:stats` event goes to the destinations (`None`: never).
+    pub stats_interval: Option<Duration>,
 }

@@ -20,6 +20,7 @@ pub mod output_metrics;
 pub mod read_failures;
 pub mod source;
 pub mod splunk;
+pub mod stats;
 pub mod stream;
 pub mod transport;
 pub mod verify;

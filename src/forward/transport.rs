@@ -113,4 +113,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Finishes what is open (the file output closes its file). Called once,
     /// after the last send.
     fn close(&self) -> Result<(), TransportError>;
+
+    /// Sends one `sluice:stats` event (HEC JSON, `stats.rs`) to `dest`,
+    /// outside the queue and without waiting for an ack. Output types that
+    /// take no stats keep this default, which sends nothing.
+    fn send_stats(
+        &self,
+        _dest: usize,
+        _event: bytes::Bytes,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }

@@ -590,3 +590,47 @@ async fn the_splunk_output_speaks_tls_with_ca_file_client_certs_and_skip_verify(
     plain.stop().await;
     mutual.stop().await;
 }
+
+/// The `sluice:stats` event reaches an indexer every `stats_interval`,
+/// outside the queue, to the output's index, with the keys the Splunk app
+/// reads; data events keep flowing beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_events_reach_the_indexers_outside_the_queue() {
+    let sink = HecSink::start(SinkOptions::default()).await;
+    let outputs = splunk_output(&[sink.url()], "stats_interval = \"1s\"\nindex = \"ops\"");
+    let (_dir, mut server) = start_forwarding(&outputs).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(50).collect();
+    let client = server.http2();
+    post_raw(&server, &client, &lines).await;
+    let stats = |s: &HecSink| -> Vec<IndexedEvent> {
+        s.indexed()
+            .into_iter()
+            .filter(|e| e.sourcetype.as_deref() == Some("sluice:stats"))
+            .collect()
+    };
+    let done = sink
+        .wait_for(WAIT, |s| {
+            stats(s)
+                .iter()
+                .any(|e| e.event["events_out"].as_u64() == Some(50))
+        })
+        .await;
+    assert!(
+        done,
+        "no stats event counting the 50 events: {:?}",
+        stats(&sink)
+    );
+    let last = stats(&sink).pop().unwrap();
+    assert_eq!(last.index.as_deref(), Some("ops"));
+    assert_eq!(last.source.as_deref(), Some("sluice"));
+    let e = &last.event;
+    assert_eq!(e["output"], "splunk");
+    assert!(e["events_in"].as_u64() >= Some(50), "{e}");
+    assert_eq!(e["queue_records"], 0, "{e}");
+    assert_eq!(e["indexers"][0]["url"], sink.url().trim_end_matches('/'));
+    assert_eq!(e["indexers"][0]["up"], true);
+    // Only the 50 samples went through the queue.
+    let data = sink.indexed().len() - stats(&sink).len();
+    assert_eq!(data, 50);
+    server.stop().await;
+}

@@ -16,6 +16,7 @@ mod batches;
 mod dead_letters;
 mod outcome;
 mod owed;
+mod report;
 #[cfg(test)]
 mod tests;
 
@@ -128,6 +129,8 @@ pub struct Engine<T: Transport> {
     owed: owed::Owed,
     /// Shutting down: answers are taken, nothing new is sent.
     draining: bool,
+    /// When the next `sluice:stats` event is due (`None`: never).
+    stats: Option<super::stats::StatsClock>,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -170,6 +173,9 @@ impl<T: Transport> Engine<T> {
         if let Err(e) = ctx.queue.sweep_released(&outputs) {
             tracing::warn!(output = %s.name, error = %e, "could not finish earlier releases");
         }
+        let stats = s
+            .stats_interval
+            .map(|every| super::stats::StatsClock::new(every, Instant::now()));
         let engine = Engine {
             builders: Builders::new(Arc::new(shared), s.build_threads),
             breaker: Breaker::new(dests, s.retry_initial, s.retry_max),
@@ -195,6 +201,7 @@ impl<T: Transport> Engine<T> {
             corrupt: HashSet::new(),
             owed: owed::Owed::default(),
             draining: false,
+            stats,
             tx,
         };
         engine.set_dest_gauges();
@@ -243,6 +250,7 @@ impl<T: Transport> Engine<T> {
                 Step::Built(None) | Step::Wake => {}
                 Step::Poll => self.poll_acks(),
                 Step::Housekeeping => {
+                    self.report_stats(Instant::now());
                     self.retry_owed();
                     self.expire_waiting();
                     self.update_oldest();

@@ -28,6 +28,8 @@ struct Log {
     acked: Mutex<HashSet<u64>>,
     next_ack: AtomicU64,
     unhealthy: Mutex<HashSet<usize>>,
+    /// (destination, stats event) of each stats send.
+    stats: Mutex<Vec<(usize, serde_json::Value)>>,
 }
 
 impl Log {
@@ -92,6 +94,15 @@ impl Transport for Fake {
     fn close(&self) -> Result<(), TransportError> {
         Ok(())
     }
+    fn send_stats(
+        &self,
+        dest: usize,
+        event: bytes::Bytes,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let v = serde_json::from_slice(&event).unwrap();
+        self.log.stats.lock().unwrap().push((dest, v));
+        std::future::ready(Ok(()))
+    }
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -114,6 +125,7 @@ fn settings() -> EngineSettings {
         retry_max: 50 * MS,
         dead_letter_after: None,
         build_threads: 2,
+        stats_interval: None,
     }
 }
 
@@ -519,5 +531,40 @@ async fn bisecting_a_bad_batch_reads_its_record_a_few_times_not_once_per_event()
         opened <= n as u64 / 2,
         "the record was decoded {opened} times"
     );
+    r.stop().await;
+}
+
+/// The stats event goes to a destination outside the queue, with the
+/// output's index override, and says what the output did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_events_report_the_output_outside_the_queue() {
+    let mut s = settings();
+    s.stats_interval = Some(Duration::from_secs(1));
+    s.overrides[0] = Some("ops".into());
+    let r = rig(s, 2, &[3, 2], |_, _, _| SendOutcome::Delivered).await;
+    r.drained().await;
+    let mut last = None;
+    for _ in 0..300 {
+        last = r.log.stats.lock().unwrap().last().cloned();
+        if last
+            .as_ref()
+            .is_some_and(|(_, v)| v["event"]["events_out"] == 5)
+        {
+            break;
+        }
+        tokio::time::sleep(20 * MS).await;
+    }
+    let (_, v) = last.expect("a stats event");
+    assert_eq!(v["sourcetype"], "sluice:stats");
+    assert_eq!(v["index"], "ops");
+    let e = &v["event"];
+    assert_eq!(e["output"], "out");
+    assert_eq!(e["events_out"], 5);
+    assert_eq!(e["queue_records"], 0, "the queue drained: {e}");
+    assert_eq!(e["indexers_total"], 2);
+    assert_eq!(e["indexers"][0]["url"], "d0");
+    assert_eq!(e["version"], env!("CARGO_PKG_VERSION"));
+    // Data sends never carry it.
+    assert!(r.log.events().iter().all(|ev| !ev.contains("sluice:stats")));
     r.stop().await;
 }

@@ -100,6 +100,8 @@ impl FileConfig {
                 ack_timeout: Duration::from_secs(300),
                 retry_initial: RETRY_INITIAL,
                 retry_max: RETRY_MAX,
+                // Stats are for Splunk; the archive is the data alone.
+                stats_interval: None,
                 dead_letter_after: None,
                 build_threads: build_threads(&k("build_threads"), self.build_threads)?,
             },

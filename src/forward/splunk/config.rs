@@ -29,6 +29,8 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(300);
 pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
 /// `retry_max` default.
 pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// `stats_interval` default.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One `type = "splunk"` output as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +95,9 @@ pub struct SplunkConfig {
     pub dead_letter_after: Option<Duration>,
     /// Threads building batches; default: the number of cores.
     pub build_threads: Option<usize>,
+    /// How often a `sluice:stats` event goes to the indexers; `0s`: never.
+    #[serde(default, with = "humantime_serde")]
+    pub stats_interval: Option<Duration>,
 }
 
 /// A resolved `splunk` output.
@@ -202,6 +207,8 @@ impl SplunkConfig {
                 retry_max,
                 dead_letter_after: self.dead_letter_after,
                 build_threads: build_threads(&k("build_threads"), self.build_threads)?,
+                stats_interval: Some(self.stats_interval.unwrap_or(STATS_INTERVAL))
+                    .filter(|d| !d.is_zero()),
             },
             urls: self
                 .urls

@@ -198,10 +198,15 @@ impl SplunkClient {
         answer
     }
 
-    async fn poll(&self, indexer: usize, ids: Vec<u64>) -> Result<AckReply, TransportError> {
-        let body = serde_json::json!({ "acks": ids }).to_string();
+    /// Posts a JSON body to `path`; the answer's body when it is 200.
+    async fn post_json(
+        &self,
+        indexer: usize,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<bytes::Bytes, TransportError> {
         let resp = self
-            .post(indexer, "/services/collector/ack")
+            .post(indexer, path)
             .header("Content-Type", "application/json")
             .body(body)
             .send()
@@ -215,7 +220,21 @@ impl SplunkClient {
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        serde_json::from_slice::<AckReply>(&body).map_err(TransportError::Parse)
+        Ok(body)
+    }
+
+    async fn poll(&self, indexer: usize, ids: Vec<u64>) -> Result<AckReply, TransportError> {
+        let body = serde_json::json!({ "acks": ids }).to_string();
+        let reply = self
+            .post_json(indexer, "/services/collector/ack", body)
+            .await?;
+        serde_json::from_slice::<AckReply>(&reply).map_err(TransportError::Parse)
+    }
+
+    async fn stats(&self, indexer: usize, event: bytes::Bytes) -> Result<(), TransportError> {
+        self.post_json(indexer, "/services/collector/event", event)
+            .await
+            .map(drop)
     }
 
     async fn health(&self, indexer: usize) -> bool {
@@ -261,5 +280,15 @@ impl Transport for SplunkClient {
 
     fn close(&self) -> Result<(), TransportError> {
         Ok(())
+    }
+
+    /// `POST /services/collector/event` on the indexer's channel; its ack
+    /// id, if any, is not polled (the event is a report, not data).
+    fn send_stats(
+        &self,
+        dest: usize,
+        event: bytes::Bytes,
+    ) -> impl std::future::Future<Output = Result<(), TransportError>> + Send {
+        self.stats(dest, event)
     }
 }

@@ -1047,6 +1047,12 @@ pub fn splunk_output_acking(urls: &[String], ack_timeout: Option<&str>, extra: &
         Some(t) => format!("ack_timeout = \"{t}\"\n"),
         None => String::new(),
     };
+    // Tests count what the sink indexed: no stats events unless asked for.
+    let stats = if extra.contains("stats_interval") {
+        ""
+    } else {
+        "stats_interval = \"0s\"\n"
+    };
     format!(
         r#"
 [[outputs]]
@@ -1055,7 +1061,7 @@ type = "splunk"
 urls = [{}]
 token = "{SINK_TOKEN}"
 ack_poll_interval = "100ms"
-{ack_timeout}retry_initial = "50ms"
+{ack_timeout}{stats}retry_initial = "50ms"
 retry_max = "500ms"
 linger = "10ms"
 {extra}
