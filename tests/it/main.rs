@@ -19,3 +19,4 @@ mod hec_sink;
 mod mtls;
 mod shutdown;
 mod smoke;
+mod splunk_app;
