@@ -709,3 +709,33 @@ fn every_field_a_search_reads_exists() {
         );
     }
 }
+
+/// A macro that ends in a command (`… | eval …`) takes no search terms
+/// after it: they would land inside that command. Wherever the app calls
+/// one, a pipe follows.
+#[test]
+fn a_macro_that_ends_in_a_command_is_followed_by_a_pipe() {
+    let macros = conf("macros.conf");
+    let piped: Vec<&String> = macros
+        .stanzas
+        .iter()
+        .filter(|(_, s)| s.iter().any(|(k, v)| k == "definition" && v.contains('|')))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!piped.is_empty());
+    let mut calls = 0;
+    for (place, query) in app_searches() {
+        for name in &piped {
+            let call = format!("`{name}`");
+            for (at, _) in query.match_indices(&call) {
+                let rest = query[at + call.len()..].trim_start();
+                assert!(
+                    rest.is_empty() || rest.starts_with('|'),
+                    "{place}: `{name}` is followed by search terms: {query}"
+                );
+                calls += 1;
+            }
+        }
+    }
+    assert!(calls >= 10, "{calls} calls of the base macro");
+}
