@@ -366,7 +366,9 @@ fn fallbacks_match_sluice_for_data_that_did_not_pass_through_it() {
         for line in sample_lines(file) {
             let raw: Value = serde_json::from_str(&line).unwrap();
             let sluice = fields_of(&enriched(&line, TrimMode::None));
-            let seen = st.apply(fields_of(&raw));
+            let mut extracted = fields_of(&raw);
+            extracted.insert("_raw".into(), V::Str(line.clone()));
+            let seen = st.apply(extracted);
             for (legacy, current) in LEGACY_NAMES {
                 if raw.get(legacy).is_some() {
                     assert_eq!(
@@ -376,7 +378,8 @@ fn fallbacks_match_sluice_for_data_that_did_not_pass_through_it() {
                     );
                 }
             }
-            for k in DERIVED_FIELDS.iter().filter(|k| **k != "counted") {
+            // Magic Firewall is the final system in the props fallback too.
+            for k in DERIVED_FIELDS {
                 assert_eq!(text(&seen, k), text(&sluice, k), "{file}: {k}");
             }
             let c = counted.eval(&seen).unwrap();
@@ -483,6 +486,23 @@ fn lookups_agree_with_sluice() {
         );
     }
     assert_eq!(systems.rows.len(), 3);
+    let reasons = by_class("mitigation_reasons");
+    for row in &reasons.rows {
+        let key = format!(
+            "{}:{}:{}",
+            row["MitigationSystem"], row["Outcome"], row["MitigationReason"]
+        );
+        assert_eq!(row["mitigation_key"], key);
+    }
+    // Every drop of the samples gets a severity (the CIM's IDS events need one).
+    for file in SAMPLES {
+        for line in sample_lines(file) {
+            let seen = st.apply(fields_of(&enriched(&line, TrimMode::Compact)));
+            if text(&seen, "Outcome").as_deref() == Some("drop") {
+                assert!(text(&seen, "severity").is_some(), "no severity: {line}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -533,7 +553,7 @@ fn every_field_the_app_reads_exists() {
 /// `eval x=…`, `rex` groups): a small reading of SPL that is enough for the
 /// app's own searches, which quote every value.
 fn search_fields(query: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    const WORDS: [&str; 24] = [
+    const WORDS: [&str; 26] = [
         "stats",
         "timechart",
         "chart",
@@ -548,6 +568,8 @@ fn search_fields(query: &str) -> (BTreeSet<String>, BTreeSet<String>) {
         "tstats",
         "search",
         "fields",
+        "fillnull",
+        "value",
         "by",
         "as",
         "over",
@@ -641,7 +663,17 @@ fn every_field_a_search_reads_exists() {
     use sluice::forward::stats::{IndexerStats, Stats};
     let st = SearchTime::of(SOURCETYPE);
     let mut samples: BTreeSet<String> = st.defines();
-    samples.extend(["_time", "_raw", "host", "source", "sourcetype", "counted"].map(String::from));
+    samples.extend(
+        [
+            "_time",
+            "_indextime",
+            "_raw",
+            "host",
+            "source",
+            "sourcetype",
+        ]
+        .map(String::from),
+    );
     for file in SAMPLES {
         for line in sample_lines(file) {
             let raw: Value = serde_json::from_str(&line).unwrap();

@@ -591,7 +591,15 @@ fn call(name: &str, args: &[Expr], f: &Fields) -> Result<V, String> {
                 .position(|v| p.is_match(v))
                 .map_or(V::Null, |i| V::Num(i as f64))
         }
-        "json_extract" => {
+        "nullif" => {
+            let (a, b) = (arg(0)?, arg(1)?);
+            if a.string().is_some() && a.string() == b.string() {
+                V::Null
+            } else {
+                a
+            }
+        }
+        "json_extract" | "spath" => {
             let raw = text(0)?.unwrap_or_default();
             let path = text(1)?.unwrap_or_default();
             let v: serde_json::Value = serde_json::from_str(&raw).map_err(|e| e.to_string())?;
@@ -686,6 +694,12 @@ mod tests {
                 &[]
             ),
             V::Num(1_795_168_804.0)
+        );
+        assert_eq!(ev(r#"nullif(A, "")"#, &[("A", "")]), V::Null);
+        assert_eq!(ev(r#"nullif(A, "")"#, &[("A", "x")]), V::Str("x".into()));
+        assert_eq!(
+            ev(r#"spath(R, "counted")"#, &[("R", r#"{"counted":true}"#)]),
+            V::Str("true".into())
         );
         assert!(parse("frobnicate(A)")
             .unwrap()
