@@ -12,6 +12,9 @@ if [ -z "$bin" ]; then
   bin="$root/target/release/sluice"
 fi
 work=$(mktemp -d)
+# The shared sample files (loadgen without --file would generate traffic).
+files=()
+for f in "$root"/../shared/samples/*.ndjson; do files+=(--file "$f"); done
 pid=""
 cleanup() {
   if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
@@ -56,7 +59,7 @@ mport=$(sed -n 's/.*"message":"listening".*"metrics":"127.0.0.1:\([0-9]*\)".*/\1
 url="https://127.0.0.1:$port"
 run() {
   echo "== $*"
-  "$bin" loadgen --url "$url" --token "$token" --ca "$work/data/tls/ca.pem" --duration "${secs}s" "$@" 2>/dev/null
+  "$bin" loadgen --url "$url" --token "$token" --ca "$work/data/tls/ca.pem" --duration "${secs}s" "${files[@]}" "$@" 2>/dev/null
   echo
 }
 run --batch-lines 10000 --concurrency 2
@@ -64,7 +67,7 @@ run --batch-lines 10000 --concurrency 4
 run --batch-lines 10000 --concurrency 8
 run --batch-lines 1000 --concurrency 8
 run --batch-lines 1000 --concurrency 16
-best=$("$bin" loadgen --url "$url" --token "$token" --ca "$work/data/tls/ca.pem" --duration "${secs}s" \
+best=$("$bin" loadgen --url "$url" --token "$token" --ca "$work/data/tls/ca.pem" --duration "${secs}s" "${files[@]}" \
   --batch-lines 10000 --concurrency 4 --json 2>/dev/null | sed -n 's/.*"events_per_second": *\([0-9.]*\).*/\1/p')
 half=$(awk -v b="$best" 'BEGIN { printf "%d", b / 2 }')
 run --batch-lines 10000 --concurrency 8 --rate "$half"

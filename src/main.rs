@@ -151,7 +151,7 @@ struct LoadgenArgs {
     /// Do not verify the server certificate.
     #[arg(long)]
     insecure: bool,
-    /// NDJSON input (repeatable; default: ../shared/samples/*.ndjson).
+    /// NDJSON input (repeatable; default: generated `--scenario ddos` traffic).
     #[arg(long)]
     file: Vec<PathBuf>,
     /// Lines per request.
@@ -175,23 +175,24 @@ struct LoadgenArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-    /// Generate traffic instead of reading --file: `ddos` is Magic Transit
-    /// traffic with SYN floods, DNS reflection, Advanced TCP Protection and
-    /// Magic Firewall drops.
+    /// Generated traffic, the input when no --file is given: `ddos` is
+    /// Magic Transit traffic with SYN floods, DNS reflection, Advanced TCP
+    /// Protection and Magic Firewall drops.
     #[arg(long, value_enum, conflicts_with = "file")]
     scenario: Option<ScenarioKind>,
     /// Datetime form of generated samples.
-    #[arg(long, value_enum, default_value = "rfc3339", requires = "scenario")]
+    #[arg(long, value_enum, default_value = "rfc3339", conflicts_with = "file")]
     timestamps: Timestamps,
     /// Generate Cloudflare's legacy field names (IPTtl, TCPMss, …).
-    #[arg(long, requires = "scenario")]
+    #[arg(long, conflicts_with = "file")]
     legacy_names: bool,
     /// Seed of the generated traffic (the same seed sends the same samples).
-    #[arg(long, default_value_t = 1, requires = "scenario")]
+    #[arg(long, default_value_t = 1, conflicts_with = "file")]
     seed: u64,
-    /// Write the ground truth of the accepted samples to this JSON file (the
-    /// shape of ../shared/samples/*.truth.json).
-    #[arg(long, requires = "scenario")]
+    /// Write the ground truth of the accepted generated samples to this JSON
+    /// file (records, counts and estimated totals per system and outcome,
+    /// true passed traffic, attacks).
+    #[arg(long, conflicts_with = "file")]
     truth: Option<PathBuf>,
     /// gzip level of request bodies (6 is Go's default, which Logpush uses).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
@@ -499,20 +500,17 @@ async fn loadgen(args: LoadgenArgs) -> Result<()> {
         let p = PathBuf::from("data/tls/ca.pem");
         (!args.insecure && p.is_file()).then_some(p)
     });
-    let input = match args.scenario {
-        Some(ScenarioKind::Ddos) => Input::Scenario(ScenarioOptions {
+    // Without --file the only scenario there is: an installed binary has
+    // no sample files beside it.
+    let input = if args.file.is_empty() {
+        let ScenarioKind::Ddos = args.scenario.unwrap_or(ScenarioKind::Ddos);
+        Input::Scenario(ScenarioOptions {
             timestamps: args.timestamps,
             legacy_names: args.legacy_names,
             seed: args.seed,
-        }),
-        None if args.file.is_empty() => {
-            let files = loadgen::default_files();
-            if files.is_empty() {
-                bail!("no --file given and ../shared/samples has no .ndjson files");
-            }
-            Input::Files(files)
-        }
-        None => Input::Files(args.file),
+        })
+    } else {
+        Input::Files(args.file)
     };
     let duration = match (args.duration, args.events) {
         (None, None) => Some(Duration::from_secs(10)),

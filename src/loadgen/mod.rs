@@ -15,7 +15,7 @@ use scenario::{Scenario, ScenarioOptions, Truth};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,20 +160,6 @@ fn live_batches(opts: ScenarioOptions, lines: usize, level: u32, depth: usize) -
         }
     });
     Batches::Live(tokio::sync::Mutex::new(rx))
-}
-
-/// The default input: `../shared/samples/*.ndjson`.
-pub fn default_files() -> Vec<PathBuf> {
-    let dir = Path::new("../shared/samples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
 }
 
 fn read_lines(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, LoadgenError> {

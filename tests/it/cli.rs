@@ -417,9 +417,41 @@ async fn loadgen_scenario_writes_its_ground_truth() {
     assert_eq!(server.queue_stats().events, 3000);
     server.stop().await;
 
-    // --truth belongs to the scenario.
+    // --truth belongs to generated traffic, not to files.
     let mut cmd = sluice_command();
-    cmd.args(["loadgen", "--truth", "x.json"]);
+    cmd.args(["loadgen", "--file", "x.ndjson", "--truth", "x.json"]);
     let (status, _, err) = run_to_end(cmd);
-    assert!(!status.success() && err.contains("--scenario"), "{err}");
+    assert!(
+        !status.success() && err.contains("cannot be used with"),
+        "{err}"
+    );
+}
+
+/// An installed binary has no sample files beside it: without `--file`,
+/// loadgen generates the ddos scenario, and `--seed` / `--truth` apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_without_files_generates_the_ddos_scenario_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path()).await;
+    // No ../shared/samples from here.
+    let cwd = dir.path().join("elsewhere");
+    std::fs::create_dir(&cwd).unwrap();
+    let mut cmd = sluice_command();
+    cmd.current_dir(&cwd)
+        .arg("loadgen")
+        .args(["--url", &server.base, "--token", TOKEN, "--ca"])
+        .arg(&server.ca)
+        .args(["--events", "2000", "--batch-lines", "500", "--seed", "7"])
+        .args(["--json", "--truth", "truth.json"]);
+    let (status, out, err) = tokio::task::spawn_blocking(move || run_to_end(cmd))
+        .await
+        .unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["events_accepted"], 2000, "{report}");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("truth.json")).unwrap()).unwrap();
+    assert_eq!(truth["records"], 2000);
+    assert_eq!(server.queue_stats().events, 2000);
+    server.stop().await;
 }
