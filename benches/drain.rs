@@ -17,7 +17,7 @@ use sluice::enrich::config::EnrichConfig;
 use sluice::enrich::{Enricher, EnricherSlot};
 use sluice::forward::batch::Compression;
 use sluice::forward::config::Output;
-use sluice::forward::context::{ForwardContext, TokenMeta};
+use sluice::forward::context::{ForwardContext, TokenMeta, TokenMetas};
 use sluice::forward::file::config::FileConfig;
 use sluice::metrics::Metrics;
 use sluice::queue::{BodyEncoding, Queue, QueueLimits};
@@ -113,10 +113,10 @@ async fn drain(source: &Path, work: &Path, threads: usize, enrich: bool) -> (f64
         queue: Arc::clone(&queue),
         metrics: Metrics::new().expect("metrics"),
         outputs: Arc::new(vec!["archive".into()]),
-        tokens: Arc::new(HashMap::from([(
+        tokens: Arc::new(TokenMetas::new(HashMap::from([(
             "logpush".to_string(),
             TokenMeta::default(),
-        )])),
+        )]))),
         hostname: "bench".into(),
         enricher: Arc::new(EnricherSlot::new(enricher)),
         max_event_bytes: 1 << 20,

@@ -248,7 +248,8 @@ mod tests {
         assert!(!leaf.is_ca());
         let ca = crate::tls::load_certs(&t.ca).unwrap();
         assert_eq!(ca[0], chain[1]);
-        crate::tls::server_config(&t.cert, &t.key, Some(&t.ca)).unwrap();
+        let slot = std::sync::Arc::new(crate::tls::CertSlot::load(&t.cert, &t.key).unwrap());
+        crate::tls::server_config(slot, Some(&t.ca)).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod enrich;
 pub mod forward;
+pub mod health;
 pub mod hec;
 pub mod ingest;
 pub mod loadgen;

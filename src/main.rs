@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use sluice::admin::client::QueueAccess;
+use sluice::admin::client::{Node, QueueAccess};
 use sluice::admin::Select;
 use sluice::app::{self, Endpoints, TokenSource};
 use sluice::config::{LogFormat, Settings};
@@ -35,6 +35,46 @@ enum Command {
     },
     /// Send Logpush-shaped load to a HEC endpoint.
     Loadgen(LoadgenArgs),
+    /// Ask a node's HEC health endpoint, as a load balancer does; exits 0
+    /// only on 200 with code 17.
+    Health(HealthArgs),
+    /// Make the running node read its config again (as SIGHUP does): TLS
+    /// certificate and key, tokens, enrichment; exits 1 if it was refused.
+    Reload(NodeArgs),
+    /// Put the running node in the drain phase (503 code 23 to new requests
+    /// and /health) until its outputs have emptied the queue, then it exits;
+    /// waits for that and exits 0, or 1 after --timeout (the node keeps draining).
+    Drain(DrainArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// Base URL of the node (HEC's health path is added when it has none).
+    #[arg(long, default_value = sluice::health::DEFAULT_URL)]
+    url: String,
+    /// Verify the server certificate against this CA (default: not verified).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Give up after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// The node's config file (its data dir holds the admin socket; default:
+    /// embedded defaults).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DrainArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// How long to wait for the queue to empty.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args, Default)]
@@ -252,6 +292,9 @@ fn main() -> Result<()> {
             init_logging("warn", LogFormat::Text);
             runtime.block_on(loadgen(args))
         }
+        Command::Health(args) => runtime.block_on(health(args)),
+        Command::Reload(args) => runtime.block_on(reload(args)),
+        Command::Drain(args) => runtime.block_on(drain(args)),
     }
 }
 
@@ -261,9 +304,9 @@ async fn run(config: Settings) -> Result<()> {
     // end the process without a drain or a flush).
     let mut signals = Signals::install()?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
-    let running = app::start(config).await?;
+    let mut running = app::start(config).await?;
     announce(&running.endpoints, &running.token_source);
-    signals.serve_until_stopped(&running).await;
+    signals.serve_until_stopped(&mut running).await;
     running.shutdown().await?;
     Ok(())
 }
@@ -285,16 +328,18 @@ impl Signals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT; SIGHUP reloads the asset table meanwhile.
-    async fn serve_until_stopped(&mut self, running: &app::Running) {
+    /// Waits for SIGTERM, SIGINT or the end of a drain; SIGHUP and the
+    /// admin socket's requests are served meanwhile.
+    async fn serve_until_stopped(&mut self, running: &mut app::Running) {
         loop {
             tokio::select! {
                 _ = self.int.recv() => return,
                 _ = self.term.recv() => return,
-                _ = self.hup.recv() => match running.reload_assets() {
-                    Ok(networks) => tracing::info!(networks, "SIGHUP: asset table reloaded"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: asset table not reloaded; the previous one stays"),
-                },
+                _ = self.hup.recv() => {
+                    // Logged and counted inside; the old config stays on error.
+                    let _ = running.reload("SIGHUP").await;
+                }
+                app::NodeRequest::Stop = running.next_request() => return,
             }
         }
     }
@@ -361,7 +406,8 @@ fn validate(path: &Path) -> Result<()> {
     let config = load(Some(path), Secrets::Read)?;
     let s = &config.server;
     if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {
-        sluice::tls::server_config(cert, key, s.client_ca.as_deref())?;
+        let certs = std::sync::Arc::new(sluice::tls::CertSlot::load(cert, key)?);
+        sluice::tls::server_config(certs, s.client_ca.as_deref())?;
     } else if let Some(ca) = &s.client_ca {
         sluice::tls::load_certs(ca)?;
     }
@@ -487,6 +533,63 @@ async fn dead_command(command: DeadCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn health(args: HealthArgs) -> Result<()> {
+    let a = sluice::health::check(&args.url, args.ca.as_deref(), args.timeout).await?;
+    let text = a.text.as_deref().unwrap_or("");
+    match a.code {
+        Some(code) => println!("{}: HTTP {} code {code} {text}", a.url, a.status),
+        None => println!("{}: HTTP {}", a.url, a.status),
+    }
+    if !a.healthy() {
+        bail!("unhealthy");
+    }
+    Ok(())
+}
+
+async fn reload(args: NodeArgs) -> Result<()> {
+    let config = load(args.config.as_deref(), Secrets::Skip)?;
+    let r = Node::of(&config).reload().await?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    if !r.restart_needed.is_empty() {
+        eprintln!(
+            "not in force until a restart: {}",
+            r.restart_needed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn drain(args: DrainArgs) -> Result<()> {
+    let config = load(args.node.config.as_deref(), Secrets::Skip)?;
+    let node = Node::of(&config);
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    loop {
+        // Asked in steps so progress shows and a long timeout needs no
+        // long-lived request.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let d = node.drain(left.min(Duration::from_secs(10))).await?;
+        if d.empty {
+            eprintln!("queue empty; the node is stopping");
+            let stop = config.server.shutdown_grace + Duration::from_secs(60);
+            if !node.wait_stopped(stop).await {
+                bail!("the queue is empty but the node has not stopped within {stop:?}");
+            }
+            println!("drained and stopped");
+            return Ok(());
+        }
+        eprintln!(
+            "draining: {} records ({} events) queued, oldest {:.0}s",
+            d.records, d.events, d.oldest_age_seconds
+        );
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the queue is not empty after {:?}; the node stays up, draining",
+                args.timeout
+            );
+        }
+    }
 }
 
 async fn loadgen(args: LoadgenArgs) -> Result<()> {

@@ -73,6 +73,12 @@ pub struct Metrics {
     pub sample_lag: Histogram,
     /// `sluice_enrich_events_total{result}`: `enriched` samples, `passed` other lines.
     pub enrich_events: IntCounterVec,
+    /// `sluice_config_last_reload_successful` (0/1): whether the last reload
+    /// (or the start) put its configuration in force.
+    pub config_last_reload_successful: IntGauge,
+    /// `sluice_config_last_reload_success_timestamp_seconds`: when the
+    /// configuration in force was loaded.
+    pub config_last_reload_success: Gauge,
 }
 
 /// A metric could not be registered (a programming error, reported at startup).
@@ -275,6 +281,14 @@ impl Metrics {
                 ),
                 &["output"],
             )?,
+            config_last_reload_successful: IntGauge::new(
+                "sluice_config_last_reload_successful",
+                "Whether the last configuration reload succeeded (1) or was refused (0)",
+            )?,
+            config_last_reload_success: Gauge::new(
+                "sluice_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration load (start or reload)",
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -309,6 +323,8 @@ impl Metrics {
         r.register(Box::new(m.dead_letters.clone()))?;
         r.register(Box::new(m.sample_lag.clone()))?;
         r.register(Box::new(m.enrich_events.clone()))?;
+        r.register(Box::new(m.config_last_reload_successful.clone()))?;
+        r.register(Box::new(m.config_last_reload_success.clone()))?;
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -316,7 +332,19 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m.queue_writable.set(1);
+        m.config_loaded(true);
         Ok(m)
+    }
+
+    /// Records a configuration load (the start, or a reload) and its result.
+    pub fn config_loaded(&self, ok: bool) {
+        self.config_last_reload_successful.set(i64::from(ok));
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.config_last_reload_success.set(now);
+        }
     }
 
     /// Brings a counter up to a total kept elsewhere (counters only rise).

@@ -1,8 +1,10 @@
 //! PEM files → rustls configurations. Every error names the offending file.
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +20,9 @@ pub enum TlsError {
         /// What is wrong with it.
         message: String,
     },
+    /// The crypto provider refused the protocol versions (a build defect).
+    #[error("TLS provider: {0}")]
+    Provider(#[source] rustls::Error),
     /// The certificate and key do not form a usable server identity.
     #[error("TLS certificate {cert} with key {key}: {message}")]
     Pair {
@@ -60,17 +65,64 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         .map_err(|e| file_err(path, format!("no usable private key: {e}")))
 }
 
-/// Builds the HEC listener's config: TLS 1.2+, ALPN h2 and http/1.1, optional client certificates.
+/// A certificate chain and the key that matches its leaf, read and checked.
+#[derive(Debug, Clone)]
+pub struct CertPair(Arc<CertifiedKey>);
+
+impl CertPair {
+    /// Reads `cert` and `key`; the key must match the leaf certificate.
+    pub fn load(cert: &Path, key: &Path) -> Result<CertPair, TlsError> {
+        let chain = load_certs(cert)?;
+        let private = load_key(key)?;
+        let pair =
+            CertifiedKey::from_der(chain, private, &provider()).map_err(|e| TlsError::Pair {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(CertPair(Arc::new(pair)))
+    }
+}
+
+/// The server's certificate and key, replaced whole on reload: handshakes
+/// in progress keep the pair they started with, new ones take the new pair,
+/// and open connections are not touched.
+#[derive(Debug)]
+pub struct CertSlot(ArcSwap<CertifiedKey>);
+
+impl CertSlot {
+    /// A slot holding `pair`.
+    pub fn new(pair: CertPair) -> CertSlot {
+        CertSlot(ArcSwap::new(pair.0))
+    }
+
+    /// A slot holding the pair read from `cert` and `key`.
+    pub fn load(cert: &Path, key: &Path) -> Result<CertSlot, TlsError> {
+        Ok(CertSlot::new(CertPair::load(cert, key)?))
+    }
+
+    /// Puts `pair` in force for new handshakes.
+    pub fn put(&self, pair: CertPair) {
+        self.0.store(pair.0);
+    }
+}
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// Builds the HEC listener's config: TLS 1.2+, ALPN h2 and http/1.1,
+/// optional client certificates, the certificate from a slot that reload
+/// replaces.
 pub fn server_config(
-    cert: &Path,
-    key: &Path,
+    certs: Arc<CertSlot>,
     client_ca: Option<&Path>,
 ) -> Result<ServerConfig, TlsError> {
-    let chain = load_certs(cert)?;
-    let private = load_key(key)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| file_err(cert, e))?;
+        .map_err(TlsError::Provider)?;
     let builder = match client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
@@ -86,13 +138,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain, private)
-        .map_err(|e| TlsError::Pair {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

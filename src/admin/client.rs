@@ -3,8 +3,9 @@
 //! socket when it is not.
 
 use super::{
-    socket_path, ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH,
-    DEAD_REPLAY_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH,
+    socket_path, ApiError, Drained, Purged, Reloaded, Replayed, Select, SeqLetter, DEAD_PATH,
+    DEAD_PURGE_PATH, DEAD_REPLAY_PATH, DRAIN_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH,
+    RELOAD_PATH,
 };
 use crate::config::Settings;
 use crate::forward::verify::{verify, VerifyReport};
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The CLI could not reach the queue.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +161,97 @@ impl QueueAccess {
             }
         }
     }
+}
+
+/// The running Sluice of a data dir, reached over its admin socket.
+pub struct Node {
+    socket: PathBuf,
+}
+
+impl Node {
+    /// The node serving `config`'s data dir (not contacted yet).
+    pub fn of(config: &Settings) -> Node {
+        Node {
+            socket: socket_path(&config.data_dir),
+        }
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: hyper::Method,
+        path_q: &str,
+    ) -> Result<T, NodeError> {
+        let (status, body) = request(&self.socket, method, path_q)
+            .await
+            .map_err(|e| match e {
+                CallError::Connect(source) => NodeError::NotRunning {
+                    socket: self.socket.clone(),
+                    source,
+                },
+                e => NodeError::Call {
+                    socket: self.socket.clone(),
+                    message: e.to_string(),
+                },
+            })?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(NodeError::Refused(message));
+        }
+        serde_json::from_slice(&body).map_err(|e| NodeError::Call {
+            socket: self.socket.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Asks the node to read its configuration again.
+    pub async fn reload(&self) -> Result<Reloaded, NodeError> {
+        self.call(hyper::Method::POST, RELOAD_PATH).await
+    }
+
+    /// Starts the drain phase (again, harmlessly, when it has started) and
+    /// waits up to `wait` for the queue to empty.
+    pub async fn drain(&self, wait: Duration) -> Result<Drained, NodeError> {
+        let path = format!("{DRAIN_PATH}?wait_seconds={}", wait.as_secs());
+        self.call(hyper::Method::POST, &path).await
+    }
+
+    /// Waits up to `limit` for the node to stop (its socket stops answering).
+    pub async fn wait_stopped(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if tokio::net::UnixStream::connect(&self.socket).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+/// A request to the running node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Nothing answers on the socket.
+    #[error("no running Sluice answers on {socket}: {source}")]
+    NotRunning {
+        /// The admin socket.
+        socket: PathBuf,
+        /// Why connecting failed.
+        source: std::io::Error,
+    },
+    /// The node answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The exchange failed.
+    #[error("admin socket {socket}: {message}")]
+    Call {
+        /// The admin socket.
+        socket: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Why a request over the socket failed.

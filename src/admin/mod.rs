@@ -24,6 +24,13 @@ pub const DEAD_REPLAY_PATH: &str = "/admin/dead/replay";
 /// `POST ?seq=&output=`: delete dead letters ([`Purged`]).
 pub const DEAD_PURGE_PATH: &str = "/admin/dead/purge";
 
+/// `POST`: read the config again and put what can change live in force
+/// ([`Reloaded`]; HTTP 500 with [`ApiError`] when it was refused).
+pub const RELOAD_PATH: &str = "/admin/reload";
+/// `POST ?wait_seconds=`: start the drain phase and wait up to that long
+/// for the queue to empty ([`Drained`]); the node exits once it is empty.
+pub const DRAIN_PATH: &str = "/admin/drain";
+
 /// The admin socket of a data dir.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_FILE)
@@ -86,4 +93,42 @@ pub struct Purged {
 pub struct ApiError {
     /// What went wrong.
     pub error: String,
+}
+
+/// Answer of [`RELOAD_PATH`]: what the reload changed. Token names only,
+/// never values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// Tokens in force now (including disabled ones).
+    pub tokens: usize,
+    /// Token names that are new.
+    pub tokens_added: Vec<String>,
+    /// Token names that are gone: their requests now answer 403 code 4.
+    pub tokens_removed: Vec<String>,
+    /// Token names whose settings or value changed (`disabled` included).
+    pub tokens_changed: Vec<String>,
+    /// Whether the HEC certificate and key were read again.
+    pub tls_reloaded: bool,
+    /// Unix time at which the certificate in force expires.
+    pub tls_cert_expiry: Option<i64>,
+    /// Whether enrichment is on after the reload.
+    pub enrichment: bool,
+    /// Networks of the asset table in force.
+    pub asset_networks: usize,
+    /// Changed keys that take effect only after a restart (they are not
+    /// applied; the running values stay).
+    pub restart_needed: Vec<String>,
+}
+
+/// Answer of [`DRAIN_PATH`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Drained {
+    /// Whether the queue was empty when answering: the node is stopping.
+    pub empty: bool,
+    /// Records still queued.
+    pub records: u64,
+    /// Events still queued.
+    pub events: u64,
+    /// Age of the oldest queued record.
+    pub oldest_age_seconds: f64,
 }

@@ -344,6 +344,12 @@ pub struct Token {
     pub secret: TokenSecret,
 }
 
+impl AsRef<Token> for Token {
+    fn as_ref(&self) -> &Token {
+        self
+    }
+}
+
 /// The configuration resolved once.
 pub struct Settings {
     /// The file it came from (`None`: the embedded defaults).

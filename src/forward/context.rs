@@ -5,6 +5,7 @@ use super::batch::BatchLimits;
 use crate::enrich::EnricherSlot;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,8 @@ pub struct ForwardContext {
     pub metrics: Metrics,
     /// Names of all outputs: a record leaves when each released it.
     pub outputs: Arc<Vec<String>>,
-    /// Token name → its metadata defaults.
-    pub tokens: Arc<HashMap<String, TokenMeta>>,
+    /// Token name → its metadata defaults (replaced whole on reload).
+    pub tokens: Arc<TokenMetas>,
     /// This node's hostname (default `host`).
     pub hostname: Arc<str>,
     /// Enrichment of network analytics samples (holding `None`: forward as received).
@@ -27,6 +28,28 @@ pub struct ForwardContext {
     /// `server.max_event_bytes`: a longer `/raw` line becomes a dead letter
     /// with reason `oversize` instead of being held whole.
     pub max_event_bytes: u64,
+}
+
+/// Token name → its metadata defaults. Reload replaces the map whole, so a
+/// job reads one consistent map; batches built from then on use the new one.
+#[derive(Debug, Default)]
+pub struct TokenMetas(ArcSwap<HashMap<String, TokenMeta>>);
+
+impl TokenMetas {
+    /// The map in force from the start.
+    pub fn new(map: HashMap<String, TokenMeta>) -> TokenMetas {
+        TokenMetas(ArcSwap::from_pointee(map))
+    }
+
+    /// The map in force now.
+    pub fn current(&self) -> Arc<HashMap<String, TokenMeta>> {
+        self.0.load_full()
+    }
+
+    /// Puts `map` in force for the batches built from now on.
+    pub fn replace(&self, map: HashMap<String, TokenMeta>) {
+        self.0.store(Arc::new(map));
+    }
 }
 
 /// A token's metadata defaults, owned.

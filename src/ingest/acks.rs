@@ -34,6 +34,9 @@ struct Inner {
     /// Pending ids per token name.
     per_token: HashMap<Arc<str>, usize>,
     total: usize,
+    /// Pending ids each token may hold (`[[tokens]] ack_max`); replaced on
+    /// reload, while ids already handed out stay valid.
+    budgets: HashMap<String, usize>,
 }
 
 impl Inner {
@@ -51,8 +54,6 @@ pub struct ClientAcks {
     inner: Mutex<Inner>,
     max_per_channel: usize,
     max_total: usize,
-    /// Pending ids each token may hold (`[[tokens]] ack_max`).
-    budgets: HashMap<String, usize>,
     idle: Duration,
 }
 
@@ -96,12 +97,20 @@ impl ClientAcks {
         idle: Duration,
     ) -> ClientAcks {
         ClientAcks {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                budgets,
+                ..Inner::default()
+            }),
             max_per_channel,
             max_total,
-            budgets,
             idle,
         }
+    }
+
+    /// Puts new per-token budgets in force (reload): a removed token gets
+    /// no new ids; the ids it holds are still answered until they expire.
+    pub fn set_budgets(&self, budgets: HashMap<String, usize>) {
+        self.lock().budgets = budgets;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -111,7 +120,7 @@ impl ClientAcks {
     /// Whether `token` may register another id.
     pub fn has_room(&self, token: &str) -> Result<(), AckFull> {
         let inner = self.lock();
-        let budget = self.budgets.get(token).copied().unwrap_or(0);
+        let budget = inner.budgets.get(token).copied().unwrap_or(0);
         if inner.per_token.get(token).copied().unwrap_or(0) >= budget {
             return Err(AckFull::Token);
         }

@@ -1,12 +1,13 @@
 //! The admin API on the Unix socket (`crate::admin` is the contract) and the
 //! metrics listener, which serves `/metrics` and nothing that changes state.
 
-use super::IngestState;
+use super::{Control, IngestState};
 use crate::admin::{
-    ApiError, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH, DEAD_REPLAY_PATH,
-    QUEUE_STATS_PATH, QUEUE_VERIFY_PATH,
+    ApiError, Drained, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH,
+    DEAD_REPLAY_PATH, DRAIN_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH, RELOAD_PATH,
 };
 use actix_web::{web, HttpResponse};
+use std::time::Duration;
 
 /// Routes of the metrics listener; `/admin/…` there is a 404 like any other path.
 pub(super) fn configure_metrics(cfg: &mut web::ServiceConfig) {
@@ -21,6 +22,8 @@ pub(super) fn configure_admin(cfg: &mut web::ServiceConfig) {
         .route(DEAD_PATH, web::get().to(dead_list))
         .route(DEAD_REPLAY_PATH, web::post().to(dead_replay))
         .route(DEAD_PURGE_PATH, web::post().to(dead_purge))
+        .route(RELOAD_PATH, web::post().to(reload))
+        .route(DRAIN_PATH, web::post().to(drain))
         .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
 }
 
@@ -79,5 +82,48 @@ async fn dead_purge(st: web::Data<IngestState>, q: web::Query<Select>) -> HttpRe
     match st.queue.purge_dead(q.seq, q.output.as_deref()) {
         Ok(purged) => HttpResponse::Ok().json(Purged { purged }),
         Err(e) => failed(e),
+    }
+}
+
+async fn reload(st: web::Data<IngestState>) -> HttpResponse {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if st.control.send(Control::Reload(tx)).await.is_err() {
+        return failed("the node is stopping");
+    }
+    match rx.await {
+        Ok(Ok(done)) => HttpResponse::Ok().json(done),
+        Ok(Err(why)) => failed(why),
+        Err(_) => failed("the node is stopping"),
+    }
+}
+
+/// How long one drain request may wait (the CLI asks again after it).
+const DRAIN_WAIT_MAX: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(serde::Deserialize)]
+struct DrainQuery {
+    #[serde(default)]
+    wait_seconds: u64,
+}
+
+async fn drain(st: web::Data<IngestState>, q: web::Query<DrainQuery>) -> HttpResponse {
+    st.start_draining();
+    if st.control.send(Control::Drain).await.is_err() {
+        return failed("the node is stopping");
+    }
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.wait_seconds).min(DRAIN_WAIT_MAX);
+    loop {
+        let s = st.queue.stats();
+        let answer = Drained {
+            empty: s.records == 0,
+            records: s.records,
+            events: s.events,
+            oldest_age_seconds: s.oldest_age_seconds,
+        };
+        if answer.empty || tokio::time::Instant::now() >= deadline {
+            return HttpResponse::Ok().json(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

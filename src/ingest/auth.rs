@@ -6,16 +6,16 @@ use crate::hec::codes::{self, HecStatus};
 use base64::Engine;
 
 /// Finds the calling token, or the answer Splunk gives.
-pub fn authenticate<'t>(
-    tokens: &'t [Token],
+pub fn authenticate<'t, T: AsRef<Token>>(
+    tokens: &'t [T],
     authorization: Option<&str>,
     query_token: Option<&str>,
-) -> Result<&'t Token, HecStatus> {
+) -> Result<&'t T, HecStatus> {
     if let Some(q) = query_token {
         // Splunk answers 16 for a query token unless query auth is on for it,
         // even when a valid header is present too.
         return match find(tokens, q) {
-            Some(t) if t.config.allow_query_token => enabled(t),
+            Some(t) if t.as_ref().config.allow_query_token => enabled(t),
             _ => Err(codes::QUERY_AUTH_DISABLED),
         };
     }
@@ -25,8 +25,8 @@ pub fn authenticate<'t>(
     enabled(token)
 }
 
-fn enabled(t: &Token) -> Result<&Token, HecStatus> {
-    if t.config.disabled {
+fn enabled<T: AsRef<Token>>(t: &T) -> Result<&T, HecStatus> {
+    if t.as_ref().config.disabled {
         Err(codes::TOKEN_DISABLED)
     } else {
         Ok(t)
@@ -34,10 +34,10 @@ fn enabled(t: &Token) -> Result<&Token, HecStatus> {
 }
 
 /// Compares against every token so timing does not reveal which one matched.
-fn find<'t>(tokens: &'t [Token], presented: &str) -> Option<&'t Token> {
+fn find<'t, T: AsRef<Token>>(tokens: &'t [T], presented: &str) -> Option<&'t T> {
     let mut found = None;
     for t in tokens {
-        if t.secret.matches(presented) && found.is_none() {
+        if t.as_ref().secret.matches(presented) && found.is_none() {
             found = Some(t);
         }
     }

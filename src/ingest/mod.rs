@@ -9,12 +9,14 @@ mod reply;
 mod routes;
 pub mod streams;
 
+use crate::admin::Reloaded;
 use crate::config::Token;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use acks::ClientAcks;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use arc_swap::ArcSwap;
 use reply::Reply;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -36,10 +38,22 @@ pub struct BodyLimits {
     pub body_timeout: Duration,
 }
 
+/// What the admin socket asks of the running node; the node's main loop
+/// (which also handles signals) carries it out, so a reload from SIGHUP and
+/// one from `sluice reload` take the same path.
+#[derive(Debug)]
+pub enum Control {
+    /// Read the configuration again; the answer says what changed or why not.
+    Reload(tokio::sync::oneshot::Sender<Result<Reloaded, String>>),
+    /// Stop once the queue is empty (the drain phase has started).
+    Drain,
+}
+
 /// What the handlers share.
 pub struct IngestState {
-    /// Accepted tokens.
-    pub tokens: Vec<Token>,
+    /// Accepted tokens, replaced whole on reload (a request keeps the set it
+    /// was authenticated against).
+    pub tokens: ArcSwap<Vec<Arc<Token>>>,
     /// The durable queue.
     pub queue: Arc<Queue>,
     /// Client ack ids.
@@ -50,6 +64,8 @@ pub struct IngestState {
     pub limits: BodyLimits,
     /// Names of the outputs (dead-letter replay and gauges).
     pub outputs: Vec<String>,
+    /// Requests to the node's main loop.
+    pub control: tokio::sync::mpsc::Sender<Control>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -72,17 +88,25 @@ impl IngestState {
         metrics: Metrics,
         limits: BodyLimits,
         outputs: Vec<String>,
+        control: tokio::sync::mpsc::Sender<Control>,
     ) -> IngestState {
         IngestState {
-            tokens,
+            tokens: ArcSwap::from_pointee(tokens.into_iter().map(Arc::new).collect()),
             queue,
             acks,
             metrics,
             limits,
             outputs,
+            control,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Puts a new token set in force for requests from now on.
+    pub fn replace_tokens(&self, tokens: Vec<Token>) {
+        self.tokens
+            .store(Arc::new(tokens.into_iter().map(Arc::new).collect()));
     }
 
     /// Starts the drain phase: `/health` and new requests answer 503 code 23.

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::borrow::Cow;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";
@@ -196,19 +197,20 @@ fn header(headers: &HeaderMap, name: impl actix_web::http::header::AsHeaderName)
 }
 
 /// Route-independent checks up to the channel.
-fn caller<'s>(
+fn caller(
     req: &HttpRequest,
-    st: &'s IngestState,
+    st: &IngestState,
     query: &Query<'_>,
-) -> Result<(&'s Token, Option<Channel>), Reply> {
+) -> Result<(Arc<Token>, Option<Channel>), Reply> {
     if st.is_draining() {
         return Err(Reply::closing(codes::SHUTTING_DOWN));
     }
-    let token = authenticate(
-        &st.tokens,
+    let tokens = st.tokens.load();
+    let token = Arc::clone(authenticate(
+        &tokens,
         header(req.headers(), AUTHORIZATION),
         query.get("token"),
-    )?;
+    )?);
     let presented = header(req.headers(), CHANNEL_HEADER).or_else(|| query.get("channel"));
     let channel = match presented {
         Some(c) => Some(Channel::parse(c).ok_or(codes::CHANNEL_INVALID)?),
@@ -329,7 +331,7 @@ async fn data(
         } => {
             let ack_id = enqueue(
                 st,
-                token,
+                &token,
                 channel,
                 RecordMeta {
                     events,
@@ -356,7 +358,7 @@ async fn data(
                     ..meta
                 };
                 // The 400 carries no ackId, so none is handed out.
-                enqueue(st, token, None, kept, body).await?;
+                enqueue(st, &token, None, kept, body).await?;
             }
             Err(Reply {
                 invalid_event_number: Some(r.event_number),

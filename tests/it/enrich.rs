@@ -287,14 +287,14 @@ async fn a_reloaded_asset_table_applies_to_new_batches_and_a_bad_one_is_refused(
     )
     .unwrap();
     let running = server.running.as_ref().unwrap();
-    assert_eq!(running.reload_assets().unwrap(), 2);
+    assert_eq!(running.reload("test").await.unwrap().asset_networks, 2);
     post_raw(&server, &client, &v4[10..20].join("\n"), "second").await;
     wait_delivered(&server, &sink, 20, WAIT).await;
     assert_eq!(site_of(&sink, "second"), vec!["new"; 10]);
 
     std::fs::write(&assets, "cidr,site\nnot-a-network,bad\n").unwrap();
     let running = server.running.as_ref().unwrap();
-    let e = running.reload_assets().unwrap_err().to_string();
+    let e = running.reload("test").await.unwrap_err();
     assert!(e.contains("assets.csv line 2"), "{e}");
     post_raw(&server, &client, &v4[20..].join("\n"), "third").await;
     wait_delivered(&server, &sink, 30, WAIT).await;

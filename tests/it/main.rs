@@ -17,6 +17,7 @@ mod forward_crash;
 mod hec_protocol;
 mod hec_sink;
 mod mtls;
+mod operate;
 mod shutdown;
 mod smoke;
 mod splunk_app;

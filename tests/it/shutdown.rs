@@ -229,9 +229,9 @@ fn sighup_reloads_the_asset_table_and_keeps_serving() {
     )
     .unwrap();
     sluice.signal("-HUP");
-    let line = sluice.wait_for_stderr("reload log line", |l| l.contains("asset table reloaded"));
+    let line = sluice.wait_for_stderr("reload log line", |l| l.contains("configuration reloaded"));
     let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["fields"]["networks"], 2, "{line}");
+    assert_eq!(v["fields"]["asset_networks"], 2, "{line}");
     std::fs::write(&assets, "cidr,site\n10.0.0.1/8,bad\n").unwrap();
     sluice.signal("-HUP");
     let line = sluice.wait_for_stderr("refusal log line", |l| l.contains("not reloaded"));

@@ -190,7 +190,8 @@ pub fn build_job(
             continue;
         }
         let meta = stream.meta().clone();
-        let resolver = shared.resolver(&meta.token);
+        let tokens = shared.tokens.current();
+        let resolver = shared.resolver(&tokens, &meta.token);
         loop {
             let position = stream.position();
             let item = match stream.peek() {
@@ -314,7 +315,8 @@ pub fn rebuild(
             continue;
         };
         let token = source.meta().token.clone();
-        let resolver = shared.resolver(&token);
+        let tokens = shared.tokens.current();
+        let resolver = shared.resolver(&tokens, &token);
         line.clear();
         let q = write_segment(
             source,
@@ -351,7 +353,8 @@ pub fn segment_text(shared: &BuildShared, seg: Segment) -> Vec<u8> {
             .open(&shared.queue, seg.record, seg.first, shared.max_event_bytes)
     {
         let token = stream.meta().token.clone();
-        let resolver = shared.resolver(&token);
+        let tokens = shared.tokens.current();
+        let resolver = shared.resolver(&tokens, &token);
         let enricher = shared.enricher.current();
         let read = write_segment(
             &mut stream,

@@ -12,7 +12,7 @@ pub mod plan;
 pub mod reread;
 
 use super::batch::{BatchLimits, BodyPool};
-use super::context::TokenMeta;
+use super::context::{TokenMeta, TokenMetas};
 use super::event::{Overrides, Resolver, TokenDefaults};
 use super::output_metrics::BuildMetrics;
 use crate::enrich::EnricherSlot;
@@ -38,7 +38,7 @@ pub struct BuildShared {
     /// The queue.
     pub queue: Arc<Queue>,
     /// Token name → its metadata defaults.
-    pub tokens: Arc<HashMap<String, TokenMeta>>,
+    pub tokens: Arc<TokenMetas>,
     /// The output's `index`, `sourcetype`, `source`, `host` overrides.
     pub overrides: [Option<String>; 4],
     /// This node's hostname (default `host`).
@@ -61,8 +61,12 @@ pub struct BuildShared {
 
 impl BuildShared {
     /// The metadata resolver for events that came with `token`.
-    pub fn resolver<'a>(&'a self, token: &str) -> Resolver<'a> {
-        let t = self.tokens.get(token);
+    pub fn resolver<'a>(
+        &'a self,
+        tokens: &'a HashMap<String, TokenMeta>,
+        token: &str,
+    ) -> Resolver<'a> {
+        let t = tokens.get(token);
         let [index, sourcetype, source, host] = &self.overrides;
         Resolver {
             overrides: Overrides {
@@ -192,7 +196,7 @@ impl BuildShared {
     ) -> BuildShared {
         BuildShared {
             queue,
-            tokens: Arc::new(HashMap::new()),
+            tokens: Default::default(),
             overrides: [None, None, None, None],
             hostname: "n".into(),
             enricher: Arc::new(EnricherSlot::new(None)),

@@ -8,7 +8,7 @@ use super::*;
 use crate::enrich::EnricherSlot;
 use crate::forward::batch::BatchLimits;
 use crate::forward::batch::Compression;
-use crate::forward::context::TokenMeta;
+use crate::forward::context::{TokenMeta, TokenMetas};
 use crate::forward::transport::SendOutcome;
 use crate::metrics::Metrics;
 use crate::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits, RecordMeta};
@@ -180,7 +180,10 @@ async fn rig_failing(
         queue: Arc::clone(&queue),
         metrics: metrics.clone(),
         outputs: Arc::new(vec![s.name.clone()]),
-        tokens: Arc::new(HashMap::from([("t".to_string(), TokenMeta::default())])),
+        tokens: Arc::new(TokenMetas::new(HashMap::from([(
+            "t".to_string(),
+            TokenMeta::default(),
+        )]))),
         hostname: "node".into(),
         enricher: Arc::new(EnricherSlot::new(None)),
         max_event_bytes: 1 << 20,

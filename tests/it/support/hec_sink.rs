@@ -420,8 +420,13 @@ impl HecSink {
             let g = sluice::bootstrap::ensure_tls(dir.path(), [127, 0, 0, 1].into())
                 .expect("sink certificate");
             let client_ca = shared.opts.require_client_cert.then_some(g.ca.as_path());
-            let mut config =
-                sluice::tls::server_config(&g.cert, &g.key, client_ca).expect("sink TLS");
+            let mut config = sluice::tls::server_config(
+                std::sync::Arc::new(
+                    sluice::tls::CertSlot::load(&g.cert, &g.key).expect("sink cert"),
+                ),
+                client_ca,
+            )
+            .expect("sink TLS");
             // Splunk's HEC port speaks HTTP/1.1 only; actix would offer h2.
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             let backend = bind("127.0.0.1:0".parse().expect("addr"));

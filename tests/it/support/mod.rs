@@ -161,7 +161,11 @@ impl TestServer {
 
     /// Starts Sluice from full config text.
     pub async fn start_text(data_dir: &Path, text: &str) -> TestServer {
-        let config = Settings::parse(text).expect("test config");
+        // From a file, as in production, so a reload reads it again.
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let path = data_dir.join("sluice.toml");
+        std::fs::write(&path, text).expect("config file");
+        let config = Settings::load(&path, sluice::setting::Secrets::Read).expect("test config");
         let running = app::start(config).await.expect("sluice starts");
         let ep = running.endpoints.clone();
         TestServer {

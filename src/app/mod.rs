@@ -1,19 +1,22 @@
 //! Wiring and ordered shutdown: queue → ingest listeners → drain → stop → flush.
 
+pub mod reload;
+
 use crate::admin;
+use crate::admin::Reloaded;
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::{AckMode, ConfigError, Settings, Token, TokenConfig};
-use crate::enrich::assets::AssetError;
-use crate::enrich::config::EnrichConfig;
-use crate::enrich::{Enricher, EnricherSlot};
-use crate::forward::context::{ForwardContext, TokenMeta};
+use crate::enrich::EnricherSlot;
+use crate::forward::context::{ForwardContext, TokenMeta, TokenMetas};
 use crate::forward::{self, ForwardSetupError};
 use crate::hec::TokenSecret;
 use crate::ingest::acks::ClientAcks;
-use crate::ingest::{self, BodyLimits, HecListenerOptions, IngestState, Listener};
+use crate::ingest::{self, BodyLimits, Control, HecListenerOptions, IngestState, Listener};
 use crate::metrics::{Metrics, MetricsError};
 use crate::queue::{Queue, QueueError, QueueLimits};
 use crate::tls::{self, TlsError};
+use reload::Reloader;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,8 +121,9 @@ pub struct Running {
     admin_socket: PathBuf,
     outputs: Vec<tokio::task::JoinHandle<()>>,
     stop_outputs: tokio::sync::watch::Sender<bool>,
-    enrich: (EnrichConfig, Vec<(String, String)>),
-    enricher: Arc<EnricherSlot>,
+    control: tokio::sync::mpsc::Receiver<Control>,
+    drain_requested: bool,
+    reloader: Arc<Reloader>,
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -147,6 +151,75 @@ fn default_token_config() -> TokenConfig {
     }
 }
 
+/// The HEC tokens: the configured ones, else the default token (from
+/// `SLUICE_HEC_TOKEN` or the data dir, generated on first start).
+pub(crate) fn hec_tokens(config: &Settings) -> Result<(Vec<Token>, TokenSource), AppError> {
+    if !config.tokens.is_empty() {
+        return Ok((config.tokens.clone(), TokenSource::Configured));
+    }
+    let t = bootstrap::ensure_default_token(&config.data_dir)?;
+    let source = match t.path {
+        None => TokenSource::Environment,
+        Some(path) => TokenSource::File {
+            path,
+            new_secret: t.generated.then(|| t.secret.clone()),
+        },
+    };
+    let token = Token {
+        config: default_token_config(),
+        secret: t.secret,
+    };
+    Ok((vec![token], source))
+}
+
+/// Where the HEC certificate and key are read from.
+pub(crate) struct TlsPaths {
+    cert: PathBuf,
+    key: PathBuf,
+    /// The local CA, when Sluice generated the certificate.
+    ca: Option<PathBuf>,
+    /// Whether this call generated them.
+    created: bool,
+}
+
+/// The configured certificate and key, else the generated ones (made on first start).
+pub(crate) fn tls_files(config: &Settings) -> Result<TlsPaths, AppError> {
+    let s = &config.server;
+    Ok(match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => TlsPaths {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: None,
+            created: false,
+        },
+        _ => {
+            let g = bootstrap::ensure_tls(&config.data_dir, s.listen.ip())?;
+            TlsPaths {
+                cert: g.cert,
+                key: g.key,
+                ca: Some(g.ca),
+                created: g.created,
+            }
+        }
+    })
+}
+
+/// Each token's metadata defaults, for outputs.
+fn token_metas(tokens: &[Token]) -> HashMap<String, TokenMeta> {
+    tokens
+        .iter()
+        .map(|t| {
+            let c = &t.config;
+            let meta = TokenMeta {
+                index: c.index.clone(),
+                sourcetype: c.sourcetype.clone(),
+                source: c.source.clone(),
+            };
+            (c.name.clone(), meta)
+        })
+        .collect()
+}
+
 /// Starts every part from settings resolved once; returns once the
 /// listeners are bound.
 pub async fn start(config: Settings) -> Result<Running, AppError> {
@@ -155,48 +228,27 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let (tokens, token_source) = if config.tokens.is_empty() {
-        let t = bootstrap::ensure_default_token(&config.data_dir)?;
-        let source = match t.path {
-            None => TokenSource::Environment,
-            Some(path) => TokenSource::File {
-                path,
-                new_secret: t.generated.then(|| t.secret.clone()),
-            },
-        };
-        (
-            vec![Token {
-                config: default_token_config(),
-                secret: t.secret,
-            }],
-            source,
-        )
-    } else {
-        (config.tokens.clone(), TokenSource::Configured)
-    };
+    let (tokens, token_source) = hec_tokens(&config)?;
 
     let s = &config.server;
-    let (tls, generated_ca) = if !s.tls {
+    let (tls, generated_ca, cert_slot) = if !s.tls {
         tracing::warn!(listen = %s.listen, "TLS is off: HEC tokens and logs cross the network in clear text");
-        (None, None)
+        (None, None, None)
     } else {
-        let (cert, key, ca) = match (&s.tls_cert, &s.tls_key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone(), None),
-            _ => {
-                let g = bootstrap::ensure_tls(&config.data_dir, s.listen.ip())?;
-                if g.created {
-                    tracing::info!(ca = %g.ca.display(), cert = %g.cert.display(), "generated a local CA and server certificate");
-                }
-                (g.cert, g.key, Some(g.ca))
+        let files = tls_files(&config)?;
+        if files.created {
+            if let Some(ca) = &files.ca {
+                tracing::info!(ca = %ca.display(), cert = %files.cert.display(), "generated a local CA and server certificate");
             }
-        };
-        let server = tls::server_config(&cert, &key, s.client_ca.as_deref())?;
-        let expiry = tls::cert_expiry(&cert)?;
+        }
+        let slot = Arc::new(tls::CertSlot::load(&files.cert, &files.key)?);
+        let server = tls::server_config(Arc::clone(&slot), s.client_ca.as_deref())?;
+        let expiry = tls::cert_expiry(&files.cert)?;
         metrics
             .tls_cert_expiry
             .with_label_values(&["hec"])
             .set(expiry);
-        (Some(server), ca)
+        (Some(server), files.ca, Some(slot))
     };
 
     let queue_path = config.queue_path.clone();
@@ -213,7 +265,6 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
 
     let outputs = &config.outputs;
     let token_configs: Vec<TokenConfig> = tokens.iter().map(|t| t.config.clone()).collect();
-    let per_token = config.final_pass_overrides();
     let enricher = config.enricher;
     match &enricher {
         Some(e) => tracing::info!(
@@ -231,20 +282,7 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         queue: Arc::clone(&queue),
         metrics: metrics.clone(),
         outputs: Arc::new(outputs.iter().map(|o| o.name().to_string()).collect()),
-        tokens: Arc::new(
-            tokens
-                .iter()
-                .map(|t| {
-                    let c = &t.config;
-                    let meta = TokenMeta {
-                        index: c.index.clone(),
-                        sourcetype: c.sourcetype.clone(),
-                        source: c.source.clone(),
-                    };
-                    (c.name.clone(), meta)
-                })
-                .collect(),
-        ),
+        tokens: Arc::new(TokenMetas::new(token_metas(&tokens))),
         hostname: hostname::get()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -270,8 +308,9 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         ingest::acks::budgets(&token_configs, s.ack_max_total),
         s.ack_channel_idle,
     );
+    let (control_tx, control) = tokio::sync::mpsc::channel(4);
     let state = Arc::new(IngestState::new(
-        tokens,
+        tokens.clone(),
         queue,
         acks,
         metrics,
@@ -282,6 +321,7 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
             body_timeout: s.body_timeout,
         },
         forward_ctx.outputs.to_vec(),
+        control_tx,
     ));
 
     let workers = s
@@ -343,7 +383,7 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
     Ok(Running {
         endpoints,
         token_source,
-        state,
+        state: Arc::clone(&state),
         hec,
         metrics_server,
         admin,
@@ -353,9 +393,31 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         admin_socket,
         outputs: output_tasks,
         stop_outputs,
-        enrich: (config.enrich.clone(), per_token),
-        enricher,
+        control,
+        drain_requested: false,
+        reloader: Arc::new(Reloader {
+            fixed: match &config.path {
+                Some(p) => std::fs::read_to_string(p)
+                    .ok()
+                    .map(|t| reload::fixed_part(&t)),
+                None => None,
+            },
+            path: config.path.clone(),
+            tls: cert_slot.map(|slot| reload::TlsFiles { slot }),
+            tokens: std::sync::Mutex::new(tokens),
+            state: Arc::clone(&state),
+            token_metas: Arc::clone(&forward_ctx.tokens),
+            enricher,
+            ack_max_total: s.ack_max_total,
+        }),
     })
+}
+
+/// What [`Running::next_request`] ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRequest {
+    /// Stop (a drain finished).
+    Stop,
 }
 
 /// How often a queue that failed to write checks whether it can reopen.
@@ -380,14 +442,82 @@ async fn heal_queue(state: Arc<IngestState>) {
 }
 
 impl Running {
-    /// Reads the `[enrich]` asset table again (on SIGHUP); batches built from
-    /// now on use it. On error the table in force stays. Returns its networks.
-    pub fn reload_assets(&self) -> Result<usize, AssetError> {
-        let (config, tokens) = &self.enrich;
-        let enricher = Enricher::new(config, tokens)?;
-        let networks = enricher.as_ref().map_or(0, Enricher::asset_networks);
-        self.enricher.replace(enricher);
-        Ok(networks)
+    /// Reads the configuration again and puts what can change live in force
+    /// (see [`reload`]); on error nothing changes. Logs the outcome and
+    /// records it in the reload metrics. `trigger` names the cause in the log.
+    pub async fn reload(&self, trigger: &'static str) -> Result<Reloaded, String> {
+        let reloader = Arc::clone(&self.reloader);
+        let done = tokio::task::spawn_blocking(move || reloader.reload())
+            .await
+            .map_err(|e| format!("reload panicked: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let metrics = &self.state.metrics;
+        match &done {
+            Ok(r) => {
+                metrics.config_loaded(true);
+                tracing::info!(
+                    trigger,
+                    tokens = r.tokens,
+                    added = ?r.tokens_added,
+                    removed = ?r.tokens_removed,
+                    changed = ?r.tokens_changed,
+                    tls_reloaded = r.tls_reloaded,
+                    enrichment = r.enrichment,
+                    asset_networks = r.asset_networks,
+                    "configuration reloaded"
+                );
+                if !r.restart_needed.is_empty() {
+                    tracing::warn!(
+                        trigger,
+                        keys = ?r.restart_needed,
+                        "these changes need a restart and are not in force (the queue is durable: a restart loses nothing)"
+                    );
+                }
+            }
+            Err(e) => {
+                metrics.config_loaded(false);
+                tracing::error!(trigger, error = %e, "configuration not reloaded; the one in force stays");
+            }
+        }
+        done
+    }
+
+    /// The next thing that ends the run or that the node must do, besides
+    /// signals: an admin request, or the end of a requested drain.
+    pub async fn next_request(&mut self) -> NodeRequest {
+        loop {
+            let drained = async {
+                if !self.drain_requested {
+                    return std::future::pending().await;
+                }
+                loop {
+                    if self.state.queue.stats().records == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                req = self.control.recv() => match req {
+                    Some(Control::Reload(reply)) => {
+                        let _ = reply.send(self.reload("sluice reload").await);
+                    }
+                    Some(Control::Drain) => {
+                        if !self.drain_requested {
+                            let s = self.state.queue.stats();
+                            tracing::info!(records = s.records, events = s.events, "drain requested: /health and new requests answer 503 code 23; stopping once the queue is empty");
+                        }
+                        self.drain_requested = true;
+                        self.state.start_draining();
+                    }
+                    None => return NodeRequest::Stop,
+                },
+                () = drained => {
+                    tracing::info!("drained: the queue is empty; stopping");
+                    return NodeRequest::Stop;
+                }
+            }
+        }
     }
 
     /// The queue (tests and the admin API read it).
