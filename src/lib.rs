@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod private_fs;
 pub mod queue;
 pub mod setting;
+pub mod status;
 pub mod tls;

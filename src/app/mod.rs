@@ -11,9 +11,13 @@ use crate::forward::context::{ForwardContext, TokenMeta, TokenMetas};
 use crate::forward::{self, ForwardSetupError};
 use crate::hec::TokenSecret;
 use crate::ingest::acks::ClientAcks;
-use crate::ingest::{self, BodyLimits, Control, HecListenerOptions, IngestState, Listener};
+use crate::ingest::{
+    self, BodyLimits, Control, HecListenerOptions, IngestState, Listener, NodeLinks,
+};
 use crate::metrics::{Metrics, MetricsError};
 use crate::queue::{Queue, QueueError, QueueLimits};
+use crate::status::model::ListenerView;
+use crate::status::StatusSource;
 use crate::tls::{self, TlsError};
 use reload::Reloader;
 use std::collections::HashMap;
@@ -118,6 +122,7 @@ pub struct Running {
     grace: Duration,
     sweeper: tokio::task::JoinHandle<()>,
     healer: tokio::task::JoinHandle<()>,
+    sampler: tokio::task::JoinHandle<()>,
     admin_socket: PathBuf,
     outputs: Vec<tokio::task::JoinHandle<()>>,
     stop_outputs: tokio::sync::watch::Sender<bool>,
@@ -289,6 +294,7 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
             .unwrap_or_else(|| "sluice".to_string())
             .into(),
         enricher: Arc::clone(&enricher),
+        board: Default::default(),
         max_event_bytes: s.max_event_bytes,
     };
     let mut output_tasks = Vec::new();
@@ -302,6 +308,12 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         tracing::info!(output = o.name(), "output started");
     }
 
+    let status = Arc::new(StatusSource::new(
+        Arc::clone(&queue),
+        metrics.clone(),
+        Arc::clone(&forward_ctx.board),
+        forward_ctx.hostname.to_string(),
+    ));
     let acks = ClientAcks::new(
         s.ack_max_per_channel,
         s.ack_max_total,
@@ -320,8 +332,11 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
             max_event_bytes: s.max_event_bytes,
             body_timeout: s.body_timeout,
         },
-        forward_ctx.outputs.to_vec(),
-        control_tx,
+        NodeLinks {
+            outputs: forward_ctx.outputs.to_vec(),
+            control: control_tx,
+            status: Arc::clone(&status),
+        },
     ));
 
     let workers = s
@@ -372,6 +387,26 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         })
     };
     let healer = tokio::spawn(heal_queue(Arc::clone(&state)));
+    status.set_listeners(vec![
+        ListenerView {
+            name: "hec",
+            address: hec_addr.to_string(),
+            tls: is_tls,
+            auth: if mtls {
+                "token and client_certificate"
+            } else {
+                "token"
+            }
+            .into(),
+        },
+        ListenerView {
+            name: "metrics",
+            address: metrics_addr.to_string(),
+            tls: false,
+            auth: "none".into(),
+        },
+    ]);
+    let sampler = tokio::spawn(crate::status::run_sampler(status));
     let endpoints = Endpoints {
         hec: hec_addr,
         metrics: metrics_addr,
@@ -390,6 +425,7 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         grace: s.shutdown_grace,
         sweeper,
         healer,
+        sampler,
         admin_socket,
         outputs: output_tasks,
         stop_outputs,
@@ -553,6 +589,7 @@ impl Running {
         self.sweeper.abort();
         let _ = self.sweeper.await;
         self.healer.abort();
+        self.sampler.abort();
         let _ = self.healer.await;
         // Outputs finish requests in flight; unacknowledged batches are sent
         // again after the restart (their records are still queued).

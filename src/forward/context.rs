@@ -25,6 +25,8 @@ pub struct ForwardContext {
     pub hostname: Arc<str>,
     /// Enrichment of network analytics samples (holding `None`: forward as received).
     pub enricher: Arc<EnricherSlot>,
+    /// Where each output publishes its status-page snapshot.
+    pub board: Arc<super::status::OutputBoard>,
     /// `server.max_event_bytes`: a longer `/raw` line becomes a dead letter
     /// with reason `oversize` instead of being held whole.
     pub max_event_bytes: u64,

@@ -21,6 +21,7 @@ pub mod read_failures;
 pub mod source;
 pub mod splunk;
 pub mod stats;
+pub mod status;
 pub mod stream;
 pub mod transport;
 pub mod verify;

@@ -62,6 +62,8 @@ pub struct Answer {
     pub outcome: SendOutcome,
     /// HTTP status, or `error` when there was no answer, `ok` for a file.
     pub code: String,
+    /// What went wrong, for the status page's last errors (`None`: nothing did).
+    pub detail: Option<String>,
 }
 
 /// A transport operation other than a send failed.
@@ -90,6 +92,9 @@ pub enum TransportError {
 /// Destinations are numbered by position (a `splunk` output's indexer URLs;
 /// a `file` output has one).
 pub trait Transport: Send + Sync + 'static {
+    /// The output type as configured (`type = "…"`), for the status page.
+    fn kind(&self) -> &'static str;
+
     /// Each destination's label in metrics and logs (the `indexer` label).
     fn destinations(&self) -> &[String];
 

@@ -6,12 +6,17 @@ use crate::admin::{
     ApiError, Drained, Purged, Replayed, Select, SeqLetter, DEAD_PATH, DEAD_PURGE_PATH,
     DEAD_REPLAY_PATH, DRAIN_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH, RELOAD_PATH,
 };
+use crate::config::AckMode;
+use crate::status::model::TokenView;
 use actix_web::{web, HttpResponse};
 use std::time::Duration;
 
-/// Routes of the metrics listener; `/admin/…` there is a 404 like any other path.
+/// Routes of the metrics listener: metrics and the status page, nothing
+/// that changes state; `/admin/…` there is a 404 like any other path.
 pub(super) fn configure_metrics(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics))
+        .route("/", web::get().to(status_page))
+        .route("/api/status", web::get().to(status_json))
         .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
 }
 
@@ -32,6 +37,37 @@ async fn metrics(st: web::Data<IngestState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(st.metrics.render())
+}
+
+fn status(st: &IngestState) -> crate::status::model::Status {
+    let tokens = st
+        .tokens
+        .load()
+        .iter()
+        .map(|t| TokenView {
+            name: t.config.name.clone(),
+            ack: match t.config.ack {
+                AckMode::None => "none",
+                AckMode::Durable => "durable",
+                AckMode::Delivered => "delivered",
+            },
+            disabled: t.config.disabled,
+        })
+        .collect();
+    st.status.snapshot(tokens, st.is_draining())
+}
+
+async fn status_page(st: web::Data<IngestState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(crate::status::page::render(&status(&st)))
+}
+
+async fn status_json(st: web::Data<IngestState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(status(&st))
 }
 
 async fn queue_stats(st: web::Data<IngestState>) -> HttpResponse {

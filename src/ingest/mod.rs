@@ -13,6 +13,7 @@ use crate::admin::Reloaded;
 use crate::config::Token;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::status::StatusSource;
 use acks::ClientAcks;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -49,6 +50,17 @@ pub enum Control {
     Drain,
 }
 
+/// What the handlers reach beyond ingest: the outputs by name, the node's
+/// main loop and the status page's source.
+pub struct NodeLinks {
+    /// Names of the outputs.
+    pub outputs: Vec<String>,
+    /// Requests to the node's main loop.
+    pub control: tokio::sync::mpsc::Sender<Control>,
+    /// What the status page shows.
+    pub status: Arc<StatusSource>,
+}
+
 /// What the handlers share.
 pub struct IngestState {
     /// Accepted tokens, replaced whole on reload (a request keeps the set it
@@ -66,6 +78,8 @@ pub struct IngestState {
     pub outputs: Vec<String>,
     /// Requests to the node's main loop.
     pub control: tokio::sync::mpsc::Sender<Control>,
+    /// What the status page shows.
+    pub status: Arc<StatusSource>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -87,9 +101,13 @@ impl IngestState {
         acks: ClientAcks,
         metrics: Metrics,
         limits: BodyLimits,
-        outputs: Vec<String>,
-        control: tokio::sync::mpsc::Sender<Control>,
+        node: NodeLinks,
     ) -> IngestState {
+        let NodeLinks {
+            outputs,
+            control,
+            status,
+        } = node;
         IngestState {
             tokens: ArcSwap::from_pointee(tokens.into_iter().map(Arc::new).collect()),
             queue,
@@ -98,6 +116,7 @@ impl IngestState {
             limits,
             outputs,
             control,
+            status,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         }

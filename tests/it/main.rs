@@ -18,6 +18,8 @@ mod hec_protocol;
 mod hec_sink;
 mod mtls;
 mod operate;
+mod scaleout;
 mod shutdown;
 mod smoke;
 mod splunk_app;
+mod status_page;

@@ -113,6 +113,11 @@ impl<T: Transport> Engine<T> {
             self.dead_letter_segment(seg, reason.clone());
         }
         tracing::error!(output = %self.s.name, record, events_read = read, "record given up as corrupt and dead-lettered; forwarding moves on");
+        self.corrupt_given_up += 1;
+        self.errors.note(
+            None,
+            format!("record {record} unreadable after {read} events; dead-lettered as corrupt"),
+        );
     }
 
     /// Dead-letters the events of `seg`, with what can be read of them, on a

@@ -29,6 +29,7 @@ use super::build::{BuildShared, Builders, JOB_BACKLOG};
 use super::context::{EngineSettings, ForwardContext};
 use super::output_metrics::{BuildMetrics, OutputMetrics};
 use super::read_failures::ReadFailures;
+use super::status::LastErrors;
 use super::stream::SourceError;
 use super::transport::{Answer, Request, Transport, TransportError};
 use crate::hec::ack::AckReply;
@@ -131,6 +132,10 @@ pub struct Engine<T: Transport> {
     draining: bool,
     /// When the next `sluice:stats` event is due (`None`: never).
     stats: Option<super::stats::StatsClock>,
+    /// For the status page.
+    errors: LastErrors,
+    /// Records given up as corrupt since start.
+    corrupt_given_up: u64,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -202,6 +207,8 @@ impl<T: Transport> Engine<T> {
             owed: owed::Owed::default(),
             draining: false,
             stats,
+            errors: LastErrors::default(),
+            corrupt_given_up: 0,
             tx,
         };
         engine.set_dest_gauges();
@@ -251,6 +258,7 @@ impl<T: Transport> Engine<T> {
                 Step::Poll => self.poll_acks(),
                 Step::Housekeeping => {
                     self.report_stats(Instant::now());
+                    self.publish_status(Instant::now());
                     self.retry_owed();
                     self.expire_waiting();
                     self.update_oldest();
@@ -485,6 +493,11 @@ impl<T: Transport> Engine<T> {
             if let Some(st) = self.batches.get(t.batch) {
                 let label = &self.transport.destinations()[t.indexer];
                 tracing::warn!(output = %self.s.name, indexer = %label, events = st.events, "no indexer ack in time; resending (possible duplicates)");
+                let note = format!(
+                    "no indexer ack within {:?}; resending {} events",
+                    self.s.ack_timeout, st.events
+                );
+                self.errors.note(Some(label), note);
                 self.m.resent.inc_by(st.events);
                 self.retry_later(t.batch, false);
             }

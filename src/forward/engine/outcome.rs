@@ -51,6 +51,10 @@ impl<T: Transport> Engine<T> {
             } => {
                 self.inflight = self.inflight.saturating_sub(1);
                 self.m.request(dest, &answer.code);
+                if let Some(detail) = answer.detail {
+                    let label = &self.transport.destinations()[dest];
+                    self.errors.note(Some(label), detail);
+                }
                 // Answered: the body goes back to the pool once the
                 // transport is done with it, unless it is cut here.
                 let sent = self.batches.get_mut(batch).and_then(|st| st.sent.take());

@@ -49,6 +49,10 @@ struct Fake {
 }
 
 impl Transport for Fake {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
     fn destinations(&self) -> &[String] {
         &self.dests
     }
@@ -77,6 +81,7 @@ impl Transport for Fake {
         std::future::ready(Answer {
             outcome,
             code: "200".into(),
+            detail: None,
         })
     }
     fn poll_acks(
@@ -186,6 +191,7 @@ async fn rig_failing(
         )]))),
         hostname: "node".into(),
         enricher: Arc::new(EnricherSlot::new(None)),
+        board: Default::default(),
         max_event_bytes: 1 << 20,
     };
     let log = Arc::new(Log::default());

@@ -33,6 +33,10 @@ impl FileTransport {
 }
 
 impl Transport for FileTransport {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
     fn destinations(&self) -> &[String] {
         &self.destinations
     }
@@ -56,14 +60,15 @@ impl Transport for FileTransport {
                 Ok(Ok(())) => Answer {
                     outcome: SendOutcome::Delivered,
                     code: "ok".into(),
+                    detail: None,
                 },
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "archive write failed");
-                    failed()
+                    failed(format!("archive write failed: {e}"))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "archive writer thread failed");
-                    failed()
+                    failed(format!("archive writer thread failed: {e}"))
                 }
             }
         }
@@ -90,9 +95,10 @@ impl Transport for FileTransport {
     }
 }
 
-fn failed() -> Answer {
+fn failed(detail: String) -> Answer {
     Answer {
         outcome: SendOutcome::Retry { after: None },
         code: "error".into(),
+        detail: Some(detail),
     }
 }

@@ -53,11 +53,19 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8], use_ack: bool) ->
             after: retry_after(headers),
         },
     };
+    let detail = (status != 200).then(|| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(DETAIL_MAX)]);
+        format!("HTTP {status}: {}", text.trim())
+    });
     Answer {
         outcome,
         code: status.to_string(),
+        detail,
     }
 }
+
+/// How much of a refusal's body the status page keeps.
+const DETAIL_MAX: usize = 200;
 
 /// `Retry-After` in seconds (Splunk and proxies do not send HTTP dates).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

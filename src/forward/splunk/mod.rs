@@ -179,6 +179,7 @@ impl SplunkClient {
             Answer {
                 outcome: SendOutcome::Retry { after: None },
                 code: "error".into(),
+                detail: Some(format!("no answer: {}", error_chain(&e))),
             }
         };
         let resp = match req.send().await {
@@ -248,6 +249,10 @@ impl SplunkClient {
 }
 
 impl Transport for SplunkClient {
+    fn kind(&self) -> &'static str {
+        "splunk"
+    }
+
     fn destinations(&self) -> &[String] {
         &self.urls
     }
@@ -291,4 +296,17 @@ impl Transport for SplunkClient {
     ) -> impl std::future::Future<Output = Result<(), TransportError>> + Send {
         self.stats(dest, event)
     }
+}
+
+/// An error and its sources on one line: reqwest's own text rarely says
+/// what failed (refused, reset, certificate).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
