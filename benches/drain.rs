@@ -119,6 +119,7 @@ async fn drain(source: &Path, work: &Path, threads: usize, enrich: bool) -> (f64
         )]))),
         hostname: "bench".into(),
         enricher: Arc::new(EnricherSlot::new(enricher)),
+        board: Default::default(),
         max_event_bytes: 1 << 20,
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
