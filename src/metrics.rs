@@ -41,6 +41,9 @@ pub struct Metrics {
     /// `sluice_ingest_refused_streams_total`: requests refused (503 code 9)
     /// because their connection already had the most requests open.
     pub ingest_refused_streams: IntCounter,
+    /// `sluice_ingest_denied_connections_total`: HEC connections closed
+    /// because their peer is outside `server.allow_cidrs`.
+    pub ingest_denied_connections: IntCounter,
     /// `sluice_client_ack_channels`.
     pub client_ack_channels: IntGauge,
     /// `sluice_client_acks_pending`.
@@ -289,6 +292,10 @@ impl Metrics {
                 "sluice_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful configuration load (start or reload)",
             )?,
+            ingest_denied_connections: IntCounter::new(
+                "sluice_ingest_denied_connections_total",
+                "HEC connections closed because the peer is outside server.allow_cidrs",
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -307,6 +314,7 @@ impl Metrics {
         r.register(Box::new(m.queue_writable.clone()))?;
         r.register(Box::new(m.queue_corrupt_records.clone()))?;
         r.register(Box::new(m.ingest_refused_streams.clone()))?;
+        r.register(Box::new(m.ingest_denied_connections.clone()))?;
         r.register(Box::new(m.client_ack_channels.clone()))?;
         r.register(Box::new(m.client_acks_pending.clone()))?;
         r.register(Box::new(m.tls_cert_expiry.clone()))?;

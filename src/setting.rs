@@ -46,15 +46,31 @@ pub fn secret(
     prefix: &str,
     secrets: Secrets,
 ) -> Result<TokenSecret, Invalid> {
-    let key = |k: &str| format!("{prefix}{k}");
+    named_secret(inline, env, &format!("{prefix}token"), secrets)
+}
+
+/// [`secret`] under another name: `<key>` inline or `<key>_env`, e.g.
+/// `server.metrics_password`.
+pub fn named_secret(
+    inline: Option<&TokenSecret>,
+    env: Option<&str>,
+    name: &str,
+    secrets: Secrets,
+) -> Result<TokenSecret, Invalid> {
+    let key = |k: &str| format!("{name}{}", k.strip_prefix("token").unwrap_or(k));
     let (value, from) = match (inline, env) {
         (Some(_), Some(_)) => {
             return Err(Invalid::new(
                 key("token_env"),
-                "set token or token_env, not both",
+                format!("set {name} or {name}_env, not both"),
             ))
         }
-        (None, None) => return Err(Invalid::new(key("token"), "set token or token_env")),
+        (None, None) => {
+            return Err(Invalid::new(
+                key("token"),
+                format!("set {name} or {name}_env"),
+            ))
+        }
         (_, _) if secrets == Secrets::Skip => return Ok(TokenSecret::new(String::new())),
         (Some(v), None) => (v.expose().to_string(), key("token")),
         (None, Some(var)) => match std::env::var(var) {

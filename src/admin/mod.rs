@@ -115,6 +115,8 @@ pub struct Reloaded {
     pub enrichment: bool,
     /// Networks of the asset table in force.
     pub asset_networks: usize,
+    /// Networks of `server.allow_cidrs` in force (0: any peer).
+    pub allow_cidrs: usize,
     /// Changed keys that take effect only after a restart (they are not
     /// applied; the running values stay).
     pub restart_needed: Vec<String>,

@@ -11,8 +11,11 @@ use crate::forward::context::{ForwardContext, TokenMeta, TokenMetas};
 use crate::forward::{self, ForwardSetupError};
 use crate::hec::TokenSecret;
 use crate::ingest::acks::ClientAcks;
+use crate::ingest::allow::AllowList;
+use crate::ingest::auth::BasicAuth;
 use crate::ingest::{
-    self, BodyLimits, Control, HecListenerOptions, IngestState, Listener, NodeLinks,
+    self, BodyLimits, Control, HecListenerOptions, IngestState, Listener, MetricsListenerOptions,
+    NodeLinks,
 };
 use crate::metrics::{Metrics, MetricsError};
 use crate::queue::{Queue, QueueError, QueueLimits};
@@ -360,14 +363,48 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         addr: s.listen,
         source,
     })?;
-    let (metrics_server, metrics_addr) =
-        ingest::serve_metrics(Arc::clone(&state), metrics_listener).map_err(|source| {
-            AppError::Bind {
-                what: "metrics",
-                addr: s.metrics_listen,
-                source,
-            }
-        })?;
+    state
+        .allow
+        .store(Arc::new(AllowList::new(s.allow_cidrs.clone())));
+    if !s.allow_cidrs.is_empty() {
+        tracing::info!(
+            networks = s.allow_cidrs.len(),
+            "HEC connections only from server.allow_cidrs"
+        );
+    }
+    let metrics_tls = match (&cert_slot, s.metrics_tls) {
+        (Some(slot), true) => Some(tls::server_config(
+            Arc::clone(slot),
+            s.metrics_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
+    let basic = match (&s.metrics_user, &config.metrics_password) {
+        (Some(user), Some(password)) => Some(BasicAuth::new(user, password.clone())),
+        _ => None,
+    };
+    let metrics_auth = match (basic.is_some(), s.metrics_client_ca.is_some()) {
+        (true, true) => "basic and client_certificate",
+        (true, false) => "basic",
+        (false, true) => "client_certificate",
+        (false, false) => "none",
+    };
+    if metrics_auth == "none" && !s.metrics_listen.ip().is_loopback() {
+        tracing::warn!(metrics_listen = %s.metrics_listen, "the metrics listener (metrics, status page) is reachable beyond this host without authentication: set metrics_user/metrics_password or metrics_client_ca");
+    }
+    let (metrics_server, metrics_addr) = ingest::serve_metrics(
+        Arc::clone(&state),
+        MetricsListenerOptions {
+            listener: metrics_listener,
+            tls: metrics_tls,
+            basic,
+        },
+    )
+    .map_err(|source| AppError::Bind {
+        what: "metrics",
+        addr: s.metrics_listen,
+        source,
+    })?;
     let admin_socket = admin::socket_path(&config.data_dir);
     let admin = ingest::serve_admin(Arc::clone(&state), &admin_socket).map_err(|source| {
         AppError::AdminSocket {
@@ -402,8 +439,8 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         ListenerView {
             name: "metrics",
             address: metrics_addr.to_string(),
-            tls: false,
-            auth: "none".into(),
+            tls: s.metrics_tls,
+            auth: metrics_auth.into(),
         },
     ]);
     let sampler = tokio::spawn(crate::status::run_sampler(status));

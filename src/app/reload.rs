@@ -12,6 +12,7 @@ use crate::admin::Reloaded;
 use crate::config::{ConfigError, Settings, Token};
 use crate::enrich::EnricherSlot;
 use crate::forward::context::TokenMetas;
+use crate::ingest::allow::AllowList;
 use crate::ingest::IngestState;
 use crate::setting::Secrets;
 use crate::tls::{self, CertPair, CertSlot, TlsError};
@@ -108,6 +109,10 @@ impl Reloader {
             report.tls_cert_expiry = Some(expiry);
         }
         self.enricher.replace(settings.enricher);
+        report.allow_cidrs = settings.server.allow_cidrs.len();
+        self.state.allow.store(Arc::new(AllowList::new(
+            settings.server.allow_cidrs.clone(),
+        )));
         self.token_metas.replace(super::token_metas(&tokens));
         let configs: Vec<_> = tokens.iter().map(|t| t.config.clone()).collect();
         self.state
@@ -122,7 +127,7 @@ impl Reloader {
 }
 
 /// Keys a reload applies; everything else in the file needs a restart.
-const LIVE_SERVER_KEYS: &[&str] = &["tls_cert", "tls_key"];
+const LIVE_SERVER_KEYS: &[&str] = &["tls_cert", "tls_key", "allow_cidrs"];
 const LIVE_SECTIONS: &[&str] = &["tokens", "enrich"];
 
 /// The file's restart-only settings (as written: an unparsable file is

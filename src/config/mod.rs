@@ -139,6 +139,20 @@ pub struct ServerConfig {
     /// A channel unused this long is forgotten with its pending ack ids.
     #[serde(default = "default_ack_channel_idle", with = "humantime_serde")]
     pub ack_channel_idle: Duration,
+    /// Peers allowed on the HEC listener (empty: any); others are disconnected.
+    #[serde(default)]
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Basic-auth user on the metrics listener (with `metrics_password`).
+    pub metrics_user: Option<String>,
+    /// Basic-auth password on the metrics listener.
+    pub metrics_password: Option<TokenSecret>,
+    /// Environment variable holding `metrics_password`.
+    pub metrics_password_env: Option<String>,
+    /// Serve the metrics listener over TLS, with the HEC certificate.
+    #[serde(default)]
+    pub metrics_tls: bool,
+    /// Require client certificates signed by this CA on the metrics listener.
+    pub metrics_client_ca: Option<PathBuf>,
 }
 
 /// A token's client-facing acknowledgement mode.
@@ -297,6 +311,12 @@ impl Default for ServerConfig {
             ack_max_per_channel: default_ack_max_per_channel(),
             ack_max_total: default_ack_max_total(),
             ack_channel_idle: default_ack_channel_idle(),
+            allow_cidrs: Vec::new(),
+            metrics_user: None,
+            metrics_password: None,
+            metrics_password_env: None,
+            metrics_tls: false,
+            metrics_client_ca: None,
         }
     }
 }
@@ -373,6 +393,8 @@ pub struct Settings {
     pub enricher: Option<Enricher>,
     /// `[log]`.
     pub log: LogConfig,
+    /// `server.metrics_password` resolved (set with `metrics_user`).
+    pub metrics_password: Option<TokenSecret>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -446,6 +468,40 @@ impl Config {
                 "server.ack_max_total",
                 "ack_max_per_channel must be above 0 and at most ack_max_total",
             ));
+        }
+        if s.metrics_tls && !s.tls {
+            return Err(invalid(
+                "server.metrics_tls",
+                "the metrics listener serves the HEC certificate: needs tls = true",
+            ));
+        }
+        if s.metrics_client_ca.is_some() && !s.metrics_tls {
+            return Err(invalid(
+                "server.metrics_client_ca",
+                "client certificates need metrics_tls = true",
+            ));
+        }
+        let password = s.metrics_password.is_some() || s.metrics_password_env.is_some();
+        match (&s.metrics_user, password) {
+            (Some(u), _) if u.is_empty() || u.contains(':') => {
+                return Err(invalid(
+                    "server.metrics_user",
+                    "must be non-empty without ':'",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    "server.metrics_password",
+                    "metrics_user needs metrics_password or metrics_password_env",
+                ))
+            }
+            (None, true) => {
+                return Err(invalid(
+                    "server.metrics_user",
+                    "metrics_password needs metrics_user",
+                ))
+            }
+            _ => {}
         }
         if s.listen == s.metrics_listen && s.listen.port() != 0 {
             return Err(invalid(
@@ -561,6 +617,16 @@ impl Settings {
     pub fn resolve(config: Config, secrets: Secrets) -> Result<Settings, ConfigError> {
         config.check()?;
         let tokens = config.resolve_tokens(secrets)?;
+        let s = &config.server;
+        let metrics_password = match &s.metrics_user {
+            Some(_) => Some(setting::named_secret(
+                s.metrics_password.as_ref(),
+                s.metrics_password_env.as_deref(),
+                "server.metrics_password",
+                secrets,
+            )?),
+            None => None,
+        };
         let outputs = resolve_outputs(&config.outputs, &config.data_dir, secrets)?;
         let per_token = final_pass_overrides(&tokens);
         let assets_err = |e: AssetError| invalid("enrich.assets", e.to_string());
@@ -585,6 +651,7 @@ impl Settings {
             enrich: config.enrich,
             enricher,
             log: config.log,
+            metrics_password,
         })
     }
 
@@ -610,113 +677,4 @@ pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Con
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_config_is_the_embedded_default() {
-        let c = Settings::parse("").unwrap();
-        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8088");
-        assert_eq!(c.queue_path, PathBuf::from("data/queue"));
-        assert_eq!(c.outputs.len(), 1);
-        assert!(c.enricher.is_some());
-        assert!(c.server.tls);
-        assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let e = Config::parse("[server]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap_err();
-        assert!(e.to_string().contains("listen_addr"), "{e}");
-        let e =
-            Config::parse("[[tokens]]\nname=\"a\"\ntoken=\"t\"\nack=\"sometimes\"\n").unwrap_err();
-        assert!(e.to_string().contains("sometimes"), "{e}");
-    }
-
-    #[test]
-    fn token_rules() {
-        let e = Settings::parse("[[tokens]]\nname=\"a\"\n").unwrap_err();
-        assert!(e.to_string().contains("tokens[0].token"), "{e}");
-        let e = Settings::parse(
-            "[[tokens]]\nname=\"a\"\ntoken=\"x\"\n[[tokens]]\nname=\"a\"\ntoken=\"y\"\n",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("tokens[1].name"), "{e}");
-        let e = Settings::parse("[[tokens]]\nname=\"a\"\ntoken_env=\"SLUICE_TEST_UNSET_VAR_1\"\n")
-            .unwrap_err();
-        assert!(e.to_string().contains("SLUICE_TEST_UNSET_VAR_1"), "{e}");
-        let e = Settings::parse(
-            "[[tokens]]\nname=\"a\"\ntoken=\"x\"\nindex=\"main\"\nallowed_indexes=[\"cf\"]\n",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("tokens[0].index"), "{e}");
-    }
-
-    #[test]
-    fn debug_never_shows_tokens() {
-        let c = Config::parse("[[tokens]]\nname=\"a\"\ntoken=\"s3cret-token\"\n").unwrap();
-        assert!(!format!("{c:?}").contains("s3cret"));
-        let s = Settings::resolve(c, Secrets::Read).unwrap();
-        assert!(!format!("{:?}", s.tokens).contains("s3cret"));
-        assert!(s.tokens[0].secret.matches("s3cret-token"));
-    }
-
-    #[test]
-    fn missing_config_file_is_named() {
-        let e = Settings::load(Path::new("/nonexistent/sluice.toml"), Secrets::Read)
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("/nonexistent/sluice.toml"), "{e}");
-    }
-
-    #[test]
-    fn example_config_loads() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.example.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let c = Config::parse(&text).unwrap();
-        c.check().unwrap();
-        assert!(!c.tokens.is_empty());
-        assert!(c.tokens.iter().any(|t| t.ack == AckMode::Durable));
-        assert_eq!(c.enrich.trim, crate::enrich::config::TrimMode::Empty);
-        assert_eq!(c.enrich.indexed().len(), 5);
-        assert_eq!(
-            c.tokens[0].final_pass_system.as_deref(),
-            Some("magic-firewall")
-        );
-        let outputs = resolve_outputs(&c.outputs, &c.data_dir, Secrets::Skip).unwrap();
-        assert_eq!(outputs.len(), 2);
-        assert_eq!(outputs[0].engine().build_threads, 2);
-        let assets = c.enrich.assets.as_ref().unwrap();
-        let table = crate::enrich::assets::AssetTable::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join(assets),
-        )
-        .unwrap();
-        assert!(table
-            .tags("203.0.113.53")
-            .any(|(k, v)| k == "asset_service" && v == "dns"));
-    }
-
-    #[test]
-    fn enrich_errors_name_the_key() {
-        let e = Settings::parse("[enrich]\ntrim = \"all\"\n")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("trim") || e.contains("all"), "{e}");
-        let e = Settings::parse("[enrich]\nassets = \"/nonexistent/assets.csv\"\n")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("enrich.assets") && e.contains("/nonexistent/assets.csv"),
-            "{e}"
-        );
-        let e = Settings::parse(
-            "[[tokens]]\nname = \"a\"\ntoken = \"x\"\nfinal_pass_system = \"mfw\"\n",
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(e.contains("tokens[0].final_pass_system"), "{e}");
-    }
-}
+mod tests;

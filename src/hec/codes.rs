@@ -86,6 +86,14 @@ pub const UNSUPPORTED_ENCODING: HecStatus = HecStatus {
     text: "Unsupported Media Type",
 };
 
+/// A peer outside `server.allow_cidrs` (its connection is also shut;
+/// Splunk's `acceptFrom` drops such connections without an answer).
+pub const FORBIDDEN_PEER: HecStatus = HecStatus {
+    http: 403,
+    code: 403,
+    text: "Forbidden",
+};
+
 /// Looks a code up in Splunk's table.
 pub fn by_code(code: u16) -> Option<HecStatus> {
     TABLE.get(usize::from(code)).copied()

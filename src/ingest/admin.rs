@@ -32,6 +32,28 @@ pub(super) fn configure_admin(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
 }
 
+/// Refuses a request without the metrics listener's basic-auth credentials.
+pub(super) async fn require_basic(
+    basic: Option<std::sync::Arc<super::auth::BasicAuth>>,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if basic.is_some_and(|b| !b.permits(presented)) {
+        let refused = HttpResponse::Unauthorized()
+            .insert_header((
+                "WWW-Authenticate",
+                "Basic realm=\"sluice\", charset=\"UTF-8\"",
+            ))
+            .finish();
+        return Ok(req.into_response(refused));
+    }
+    next.call(req).await
+}
+
 async fn metrics(st: web::Data<IngestState>) -> HttpResponse {
     st.refresh_gauges();
     HttpResponse::Ok()

@@ -3,6 +3,7 @@
 
 use crate::config::Token;
 use crate::hec::codes::{self, HecStatus};
+use crate::hec::TokenSecret;
 use base64::Engine;
 
 /// Finds the calling token, or the answer Splunk gives.
@@ -63,6 +64,47 @@ fn presented_token(header: &str) -> Option<String> {
         return (!password.is_empty()).then(|| password.to_string());
     }
     None
+}
+
+/// Basic auth on the metrics listener (`server.metrics_user`,
+/// `metrics_password`): Prometheus's `basic_auth`.
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    user: TokenSecret,
+    password: TokenSecret,
+}
+
+impl BasicAuth {
+    /// Requires `user` and `password`.
+    pub fn new(user: &str, password: TokenSecret) -> BasicAuth {
+        BasicAuth {
+            user: TokenSecret::new(user),
+            password,
+        }
+    }
+
+    /// Whether an `Authorization` header carries the user and password;
+    /// both are compared in constant time, each in full.
+    pub fn permits(&self, authorization: Option<&str>) -> bool {
+        let Some((scheme, rest)) = authorization.and_then(|h| h.trim().split_once(' ')) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return false;
+        }
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
+            return false;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, password)) = text.split_once(':') else {
+            return false;
+        };
+        let user_ok = self.user.matches(user);
+        let password_ok = self.password.matches(password);
+        user_ok & password_ok
+    }
 }
 
 #[cfg(test)]
@@ -129,5 +171,29 @@ mod tests {
             Ok("a".into())
         );
         assert_eq!(code(authenticate(t, Some("Basic !!!"), None)), Err(3));
+    }
+}
+
+#[cfg(test)]
+mod basic_tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_needs_both_user_and_password() {
+        let auth = BasicAuth::new("prometheus", TokenSecret::new("s3cret"));
+        let b = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(auth.permits(Some(&b("prometheus:s3cret"))));
+        assert!(auth.permits(Some(&format!("basic  {}", &b("prometheus:s3cret")[6..]))));
+        assert!(!auth.permits(Some(&b("prometheus:wrong"))));
+        assert!(!auth.permits(Some(&b("other:s3cret"))));
+        assert!(!auth.permits(Some(&b("prometheus"))));
+        assert!(!auth.permits(Some("Bearer s3cret")));
+        assert!(!auth.permits(Some("Basic !!!")));
+        assert!(!auth.permits(None));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod acks;
 mod admin;
+pub mod allow;
 pub mod auth;
 pub mod decode;
 mod reply;
@@ -17,6 +18,7 @@ use crate::status::StatusSource;
 use acks::ClientAcks;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use allow::AllowList;
 use arc_swap::ArcSwap;
 use reply::Reply;
 use std::net::{SocketAddr, TcpListener};
@@ -80,6 +82,8 @@ pub struct IngestState {
     pub control: tokio::sync::mpsc::Sender<Control>,
     /// What the status page shows.
     pub status: Arc<StatusSource>,
+    /// Peers allowed on the HEC listener (replaced whole on reload).
+    pub allow: ArcSwap<AllowList>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -117,6 +121,7 @@ impl IngestState {
             outputs,
             control,
             status,
+            allow: ArcSwap::from_pointee(AllowList::default()),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         }
@@ -219,14 +224,25 @@ pub fn serve_hec(
     opts: HecListenerOptions,
 ) -> std::io::Result<(Listener, SocketAddr)> {
     let addr = opts.listener.local_addr()?;
-    let data = web::Data::from(state);
+    let data = web::Data::from(Arc::clone(&state));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .configure(routes::configure)
     })
-    .on_connect(|_, ext| {
+    .on_connect(move |io, ext| {
         ext.insert(streams::ConnStreams::default());
+        let allowed = state.allow.load();
+        if allowed.is_empty() {
+            return;
+        }
+        let peer = allow::peer(io);
+        if !peer.is_some_and(|p| allowed.permits(p.ip())) {
+            allow::shut(io);
+            ext.insert(allow::Denied);
+            state.metrics.ingest_denied_connections.inc();
+            tracing::debug!(peer = ?peer, "connection from outside allow_cidrs closed");
+        }
     })
     .workers(opts.workers)
     .disable_signals()
@@ -248,22 +264,45 @@ pub fn serve_hec(
     ))
 }
 
-/// Starts the metrics listener (plain HTTP: `/metrics` only).
+/// Options of the metrics listener.
+pub struct MetricsListenerOptions {
+    /// Bound socket (port 0 allowed).
+    pub listener: TcpListener,
+    /// TLS (with client certificates when its config asks); `None`: plain HTTP.
+    pub tls: Option<rustls::ServerConfig>,
+    /// Basic auth every request must carry.
+    pub basic: Option<auth::BasicAuth>,
+}
+
+/// Starts the metrics listener: `/metrics`, the status page and
+/// `/api/status`, all read-only, behind basic auth when configured.
 pub fn serve_metrics(
     state: Arc<IngestState>,
-    listener: TcpListener,
+    opts: MetricsListenerOptions,
 ) -> std::io::Result<(Listener, SocketAddr)> {
-    let addr = listener.local_addr()?;
+    let addr = opts.listener.local_addr()?;
     let data = web::Data::from(state);
+    let basic = opts.basic.map(Arc::new);
     let server = HttpServer::new(move || {
+        let basic = basic.clone();
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::Condition::new(
+                basic.is_some(),
+                actix_web::middleware::from_fn(move |req, next| {
+                    let basic = basic.clone();
+                    admin::require_basic(basic, req, next)
+                }),
+            ))
             .configure(admin::configure_metrics)
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(listener)?
+    .shutdown_timeout(1);
+    let server = match opts.tls {
+        Some(tls) => server.listen_rustls_0_23(opts.listener, tls)?,
+        None => server.listen(opts.listener)?,
+    }
     .run();
     let handle = server.handle();
     Ok((

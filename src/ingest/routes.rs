@@ -205,6 +205,11 @@ fn caller(
     if st.is_draining() {
         return Err(Reply::closing(codes::SHUTTING_DOWN));
     }
+    // The connection was shut when it opened; a request read before that
+    // is refused, not queued.
+    if req.conn_data::<super::allow::Denied>().is_some() {
+        return Err(Reply::closing(codes::FORBIDDEN_PEER));
+    }
     let tokens = st.tokens.load();
     let token = Arc::clone(authenticate(
         &tokens,

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod admin_access;
 mod cli;
 mod cli_queue;
 mod durability;
