@@ -414,12 +414,27 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// A TOML error as "line L, column C: what": toml's own text quotes the
+/// offending line, which may hold a token or password, and this message
+/// reaches logs, the admin socket and the journal.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
 impl Config {
     /// Parses TOML text (types and keys; values are checked by [`Settings::resolve`]).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
-            message: e.to_string(),
+            message: parse_message(&e, text),
         })
     }
 
@@ -585,6 +600,15 @@ impl Settings {
             path: path.to_path_buf(),
             source,
         })?;
+        Settings::from_file_text(path, &text, secrets)
+    }
+
+    /// Resolves `text`, read from `path` (errors name it).
+    pub fn from_file_text(
+        path: &Path,
+        text: &str,
+        secrets: Secrets,
+    ) -> Result<Settings, ConfigError> {
         let named = |e: ConfigError| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -597,7 +621,7 @@ impl Settings {
             },
             other => other,
         };
-        let config = Config::parse(&text).map_err(named)?;
+        let config = Config::parse(text).map_err(named)?;
         let mut settings = Settings::resolve(config, secrets).map_err(named)?;
         settings.path = Some(path.to_path_buf());
         Ok(settings)

@@ -127,7 +127,7 @@ fn admin_key_pairs_are_checked() {
     assert!(e("[server]\nmetrics_password = \"x\"\n").contains("server.metrics_user"));
     assert!(e("[server]\nmetrics_client_ca = \"ca.pem\"\n").contains("server.metrics_client_ca"));
     assert!(e("[server]\ntls = false\nmetrics_tls = true\n").contains("server.metrics_tls"));
-    assert!(e("[server]\nallow_cidrs = [\"10.0.0.0/33\"]\n").contains("allow_cidrs"));
+    assert!(e("[server]\nallow_cidrs = [\"10.0.0.0/33\"]\n").contains("line 2"));
     let both =
         "[server]\nmetrics_user = \"p\"\nmetrics_password = \"x\"\nmetrics_password_env = \"Y\"\n";
     assert!(e(both).contains("server.metrics_password_env"));
@@ -154,4 +154,17 @@ fn enrich_errors_name_the_key() {
             .unwrap()
             .to_string();
     assert!(e.contains("tokens[0].final_pass_system"), "{e}");
+}
+
+#[test]
+fn a_syntax_error_never_quotes_the_line_it_is_on() {
+    for text in [
+        "[[tokens]]\nname = \"a\"\ntokn = \"s3cret-value\"\n",
+        "[[tokens]]\nname = \"a\"\ntoken = s3cret-value\n",
+        "[server]\nmetrics_user = \"p\"\nmetrics_password = s3cret-value\n",
+    ] {
+        let e = Settings::parse(text).err().unwrap().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
 }
