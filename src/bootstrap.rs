@@ -193,6 +193,49 @@ pub fn ensure_tls(data_dir: &Path, listen: IpAddr) -> Result<GeneratedTls, Boots
     })
 }
 
+/// The generated TLS files as they are, for a reload: nothing is created or
+/// renewed (a reload must not change what clients trust behind their back).
+pub fn existing_tls(data_dir: &Path) -> Result<GeneratedTls, BootstrapError> {
+    let dir = data_dir.join("tls");
+    let paths = GeneratedTls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        created: false,
+    };
+    for p in [&paths.ca, &paths.cert, &paths.key] {
+        std::fs::metadata(p).map_err(io(p))?;
+    }
+    Ok(paths)
+}
+
+/// The default token as it is, for a reload: `SLUICE_HEC_TOKEN`, else the
+/// data dir's token file, which must exist (a reload never generates one).
+pub fn existing_default_token(data_dir: &Path) -> Result<DefaultToken, BootstrapError> {
+    if let Ok(v) = std::env::var("SLUICE_HEC_TOKEN") {
+        if !v.trim().is_empty() {
+            return Ok(DefaultToken {
+                secret: TokenSecret::new(v.trim().to_string()),
+                path: None,
+                generated: false,
+            });
+        }
+    }
+    let path = data_dir.join("hec_token");
+    let v = std::fs::read_to_string(&path).map_err(io(&path))?;
+    if v.trim().is_empty() {
+        return Err(BootstrapError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the token file is empty"),
+        });
+    }
+    Ok(DefaultToken {
+        secret: TokenSecret::new(v.trim().to_string()),
+        path: Some(path),
+        generated: false,
+    })
+}
+
 /// The token used when no `[[tokens]]` are configured: `SLUICE_HEC_TOKEN`,
 /// else `<data_dir>/hec_token`, generated (mode 0600) on first start.
 pub fn ensure_default_token(data_dir: &Path) -> Result<DefaultToken, BootstrapError> {
@@ -229,6 +272,22 @@ pub fn ensure_default_token(data_dir: &Path) -> Result<DefaultToken, BootstrapEr
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_reload_reads_generated_files_but_never_makes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(existing_tls(dir.path()).is_err());
+        assert!(!dir.path().join("tls").exists(), "nothing was created");
+        if std::env::var_os("SLUICE_HEC_TOKEN").is_none() {
+            let e = existing_default_token(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("hec_token"), "{e}");
+            assert!(!dir.path().join("hec_token").exists());
+        }
+        let made = ensure_tls(dir.path(), [127, 0, 0, 1].into()).unwrap();
+        let found = existing_tls(dir.path()).unwrap();
+        assert_eq!((found.cert, found.key), (made.cert, made.key));
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

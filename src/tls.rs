@@ -67,12 +67,17 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// A certificate chain and the key that matches its leaf, read and checked.
 #[derive(Debug, Clone)]
-pub struct CertPair(Arc<CertifiedKey>);
+pub struct CertPair {
+    pair: Arc<CertifiedKey>,
+    /// Unix time at which the leaf expires.
+    pub expiry: i64,
+}
 
 impl CertPair {
     /// Reads `cert` and `key`; the key must match the leaf certificate.
     pub fn load(cert: &Path, key: &Path) -> Result<CertPair, TlsError> {
         let chain = load_certs(cert)?;
+        let expiry = leaf_expiry(&chain, cert)?;
         let private = load_key(key)?;
         let pair =
             CertifiedKey::from_der(chain, private, &provider()).map_err(|e| TlsError::Pair {
@@ -80,7 +85,10 @@ impl CertPair {
                 key: key.to_path_buf(),
                 message: e.to_string(),
             })?;
-        Ok(CertPair(Arc::new(pair)))
+        Ok(CertPair {
+            pair: Arc::new(pair),
+            expiry,
+        })
     }
 }
 
@@ -93,7 +101,7 @@ pub struct CertSlot(ArcSwap<CertifiedKey>);
 impl CertSlot {
     /// A slot holding `pair`.
     pub fn new(pair: CertPair) -> CertSlot {
-        CertSlot(ArcSwap::new(pair.0))
+        CertSlot(ArcSwap::new(pair.pair))
     }
 
     /// A slot holding the pair read from `cert` and `key`.
@@ -103,7 +111,7 @@ impl CertSlot {
 
     /// Puts `pair` in force for new handshakes.
     pub fn put(&self, pair: CertPair) {
-        self.0.store(pair.0);
+        self.0.store(pair.pair);
     }
 }
 
@@ -145,8 +153,14 @@ pub fn server_config(
 
 /// Unix time at which the first (leaf) certificate of a PEM file expires.
 pub fn cert_expiry(path: &Path) -> Result<i64, TlsError> {
-    let certs = load_certs(path)?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(certs[0].as_ref())
+    leaf_expiry(&load_certs(path)?, path)
+}
+
+fn leaf_expiry(chain: &[CertificateDer<'_>], path: &Path) -> Result<i64, TlsError> {
+    let leaf = chain
+        .first()
+        .ok_or_else(|| file_err(path, "no CERTIFICATE in PEM file"))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|e| file_err(path, format!("cannot parse certificate: {e}")))?;
     Ok(parsed.validity().not_after.timestamp())
 }

@@ -7,15 +7,16 @@
 //! values and are reported as needing a restart (the queue is durable, so a
 //! restart loses nothing).
 
-use super::{hec_tokens, tls_files, AppError};
+use super::default_token_config;
 use crate::admin::Reloaded;
+use crate::bootstrap::{self, BootstrapError};
 use crate::config::{ConfigError, Settings, Token};
 use crate::enrich::EnricherSlot;
 use crate::forward::context::TokenMetas;
 use crate::ingest::allow::AllowList;
 use crate::ingest::IngestState;
 use crate::setting::Secrets;
-use crate::tls::{self, CertPair, CertSlot, TlsError};
+use crate::tls::{CertPair, CertSlot, TlsError};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -25,12 +26,16 @@ pub enum ReloadError {
     /// The file is unreadable, unparsable or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Tokens or generated TLS files could not be read.
+    /// The default token or the generated TLS files could not be read (a
+    /// reload reads them; only a start creates them).
     #[error(transparent)]
-    App(#[from] AppError),
+    Generated(#[from] BootstrapError),
     /// The certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The reload's thread failed.
+    #[error("reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The HEC listener's certificate: where it is read from, and the slot
@@ -42,6 +47,11 @@ pub(super) struct TlsFiles {
 /// Everything a reload touches, captured at start.
 pub(super) struct Reloader {
     pub(super) path: Option<PathBuf>,
+    /// The data dir in force (a restart-only key): where the default token
+    /// and generated certificate are read from.
+    pub(super) data_dir: PathBuf,
+    /// One reload at a time (SIGHUP and `sluice reload` may meet).
+    pub(super) running: Mutex<()>,
     pub(super) tls: Option<TlsFiles>,
     /// The file's restart-only settings as they were at start.
     pub(super) fixed: Option<toml::Table>,
@@ -57,28 +67,39 @@ pub(super) struct Reloader {
 impl Reloader {
     /// Reads everything, then swaps it in; blocking (file reads).
     pub(super) fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _one = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let (settings, fixed) = match &self.path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.clone(),
                     source,
                 })?;
-                let settings = Settings::load(path, Secrets::Read)?;
+                let settings = Settings::from_file_text(path, &text, Secrets::Read)?;
                 (settings, Some(fixed_part(&text)))
             }
             None => (Settings::embedded()?, None),
         };
-        let (tokens, _) = hec_tokens(&settings)?;
+        let tokens = if settings.tokens.is_empty() {
+            vec![Token {
+                config: default_token_config(),
+                secret: bootstrap::existing_default_token(&self.data_dir)?.secret,
+            }]
+        } else {
+            settings.tokens.clone()
+        };
         let mut restart_needed = match (&self.fixed, &fixed) {
             (Some(old), Some(new)) => changed_keys(old, new),
             _ => Vec::new(),
         };
-        let pair = match (&self.tls, settings.server.tls) {
-            (Some(_), true) => {
-                let files = tls_files(&settings)?;
-                let pair = CertPair::load(&files.cert, &files.key)?;
-                Some((pair, tls::cert_expiry(&files.cert)?))
-            }
+        let s = &settings.server;
+        let pair = match (&self.tls, s.tls) {
+            (Some(_), true) => Some(match (&s.tls_cert, &s.tls_key) {
+                (Some(cert), Some(key)) => CertPair::load(cert, key)?,
+                _ => {
+                    let g = bootstrap::existing_tls(&self.data_dir)?;
+                    CertPair::load(&g.cert, &g.key)?
+                }
+            }),
             (None, false) | (Some(_), false) | (None, true) => None,
         };
         if self.tls.is_some() != settings.server.tls
@@ -98,7 +119,8 @@ impl Reloader {
                 .map_or(0, crate::enrich::Enricher::asset_networks),
             ..Reloaded::default()
         };
-        if let (Some(files), Some((pair, expiry))) = (&self.tls, pair) {
+        if let (Some(files), Some(pair)) = (&self.tls, pair) {
+            let expiry = pair.expiry;
             files.slot.put(pair);
             self.state
                 .metrics
@@ -113,7 +135,11 @@ impl Reloader {
         self.state.allow.store(Arc::new(AllowList::new(
             settings.server.allow_cidrs.clone(),
         )));
-        self.token_metas.replace(super::token_metas(&tokens));
+        // Queued records name their token: a token removed now keeps its
+        // metadata until a restart, so its backlog still goes where it went.
+        let mut metas = (*self.token_metas.current()).clone();
+        metas.extend(super::token_metas(&tokens));
+        self.token_metas.replace(metas);
         let configs: Vec<_> = tokens.iter().map(|t| t.config.clone()).collect();
         self.state
             .acks

@@ -294,7 +294,7 @@ async fn a_reloaded_asset_table_applies_to_new_batches_and_a_bad_one_is_refused(
 
     std::fs::write(&assets, "cidr,site\nnot-a-network,bad\n").unwrap();
     let running = server.running.as_ref().unwrap();
-    let e = running.reload("test").await.unwrap_err();
+    let e = running.reload("test").await.unwrap_err().to_string();
     assert!(e.contains("assets.csv line 2"), "{e}");
     post_raw(&server, &client, &v4[20..].join("\n"), "third").await;
     wait_delivered(&server, &sink, 30, WAIT).await;
