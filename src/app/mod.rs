@@ -22,7 +22,7 @@ use crate::queue::{Queue, QueueError, QueueLimits};
 use crate::status::model::ListenerView;
 use crate::status::StatusSource;
 use crate::tls::{self, TlsError};
-use reload::Reloader;
+use reload::{ReloadError, Reloader};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -342,6 +342,10 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         },
     ));
 
+    // Before the listener starts: no connection is let in unchecked.
+    state
+        .allow
+        .store(Arc::new(AllowList::new(s.allow_cidrs.clone())));
     let workers = s
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -363,9 +367,6 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         addr: s.listen,
         source,
     })?;
-    state
-        .allow
-        .store(Arc::new(AllowList::new(s.allow_cidrs.clone())));
     if !s.allow_cidrs.is_empty() {
         tracing::info!(
             networks = s.allow_cidrs.len(),
@@ -389,8 +390,12 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         (false, true) => "client_certificate",
         (false, false) => "none",
     };
-    if metrics_auth == "none" && !s.metrics_listen.ip().is_loopback() {
-        tracing::warn!(metrics_listen = %s.metrics_listen, "the metrics listener (metrics, status page) is reachable beyond this host without authentication: set metrics_user/metrics_password or metrics_client_ca");
+    if !s.metrics_listen.ip().is_loopback() {
+        if metrics_auth == "none" {
+            tracing::warn!(metrics_listen = %s.metrics_listen, "the metrics listener (metrics, status page) is reachable beyond this host without authentication: set metrics_user/metrics_password or metrics_client_ca");
+        } else if !s.metrics_tls {
+            tracing::warn!(metrics_listen = %s.metrics_listen, "the metrics listener's basic-auth password crosses the network in clear text: set metrics_tls = true");
+        }
     }
     let (metrics_server, metrics_addr) = ingest::serve_metrics(
         Arc::clone(&state),
@@ -470,12 +475,18 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         drain_requested: false,
         reloader: Arc::new(Reloader {
             fixed: match &config.path {
-                Some(p) => std::fs::read_to_string(p)
-                    .ok()
-                    .map(|t| reload::fixed_part(&t)),
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(t) => Some(reload::fixed_part(&t)),
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), error = %e, "cannot read the config again: reloads will not say which changes need a restart");
+                        None
+                    }
+                },
                 None => None,
             },
             path: config.path.clone(),
+            data_dir: config.data_dir.clone(),
+            running: std::sync::Mutex::new(()),
             tls: cert_slot.map(|slot| reload::TlsFiles { slot }),
             tokens: std::sync::Mutex::new(tokens),
             state: Arc::clone(&state),
@@ -486,11 +497,59 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
     })
 }
 
+/// Runs a reload on a blocking thread (it reads files), then logs and
+/// counts the outcome.
+async fn reload_logged(
+    reloader: Arc<Reloader>,
+    trigger: &'static str,
+) -> Result<Reloaded, ReloadError> {
+    let metrics = reloader.state.metrics.clone();
+    let done = match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(r) => r,
+        Err(e) => Err(ReloadError::from(e)),
+    };
+    match &done {
+        Ok(r) => {
+            metrics.config_loaded(true);
+            tracing::info!(
+                trigger,
+                tokens = r.tokens,
+                added = ?r.tokens_added,
+                removed = ?r.tokens_removed,
+                changed = ?r.tokens_changed,
+                tls_reloaded = r.tls_reloaded,
+                allow_cidrs = r.allow_cidrs,
+                enrichment = r.enrichment,
+                asset_networks = r.asset_networks,
+                "configuration reloaded"
+            );
+            if !r.restart_needed.is_empty() {
+                tracing::warn!(
+                    trigger,
+                    keys = ?r.restart_needed,
+                    "these changes need a restart and are not in force (the queue is durable: a restart loses nothing)"
+                );
+            }
+        }
+        Err(e) => {
+            metrics.config_loaded(false);
+            tracing::error!(trigger, error = %e, "configuration not reloaded; the one in force stays");
+        }
+    }
+    done
+}
+
 /// What [`Running::next_request`] ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeRequest {
     /// Stop (a drain finished).
     Stop,
+}
+
+/// A draining node is done once the queue is empty and no request that
+/// got in before the drain began is still being read or stored.
+pub(crate) fn drained(state: &IngestState) -> bool {
+    state.queue.stats().records == 0 && state.requests_in_flight() == 0
 }
 
 /// How often a queue that failed to write checks whether it can reopen.
@@ -518,41 +577,8 @@ impl Running {
     /// Reads the configuration again and puts what can change live in force
     /// (see [`reload`]); on error nothing changes. Logs the outcome and
     /// records it in the reload metrics. `trigger` names the cause in the log.
-    pub async fn reload(&self, trigger: &'static str) -> Result<Reloaded, String> {
-        let reloader = Arc::clone(&self.reloader);
-        let done = tokio::task::spawn_blocking(move || reloader.reload())
-            .await
-            .map_err(|e| format!("reload panicked: {e}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        let metrics = &self.state.metrics;
-        match &done {
-            Ok(r) => {
-                metrics.config_loaded(true);
-                tracing::info!(
-                    trigger,
-                    tokens = r.tokens,
-                    added = ?r.tokens_added,
-                    removed = ?r.tokens_removed,
-                    changed = ?r.tokens_changed,
-                    tls_reloaded = r.tls_reloaded,
-                    enrichment = r.enrichment,
-                    asset_networks = r.asset_networks,
-                    "configuration reloaded"
-                );
-                if !r.restart_needed.is_empty() {
-                    tracing::warn!(
-                        trigger,
-                        keys = ?r.restart_needed,
-                        "these changes need a restart and are not in force (the queue is durable: a restart loses nothing)"
-                    );
-                }
-            }
-            Err(e) => {
-                metrics.config_loaded(false);
-                tracing::error!(trigger, error = %e, "configuration not reloaded; the one in force stays");
-            }
-        }
-        done
+    pub async fn reload(&self, trigger: &'static str) -> Result<Reloaded, ReloadError> {
+        reload_logged(Arc::clone(&self.reloader), trigger).await
     }
 
     /// The next thing that ends the run or that the node must do, besides
@@ -564,7 +590,7 @@ impl Running {
                     return std::future::pending().await;
                 }
                 loop {
-                    if self.state.queue.stats().records == 0 {
+                    if drained(&self.state) {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -573,7 +599,13 @@ impl Running {
             tokio::select! {
                 req = self.control.recv() => match req {
                     Some(Control::Reload(reply)) => {
-                        let _ = reply.send(self.reload("sluice reload").await);
+                        // On a task of its own: a signal ending this wait
+                        // must not cancel a reload half way.
+                        let reloader = Arc::clone(&self.reloader);
+                        tokio::spawn(async move {
+                            let done = reload_logged(reloader, "sluice reload").await;
+                            let _ = reply.send(done.map_err(|e| e.to_string()));
+                        });
                     }
                     Some(Control::Drain) => {
                         if !self.drain_requested {

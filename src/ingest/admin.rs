@@ -7,7 +7,7 @@ use crate::admin::{
     DEAD_REPLAY_PATH, DRAIN_PATH, QUEUE_STATS_PATH, QUEUE_VERIFY_PATH, RELOAD_PATH,
 };
 use crate::config::AckMode;
-use crate::status::model::TokenView;
+use crate::status::model::{HecView, TokenView};
 use actix_web::{web, HttpResponse};
 use std::time::Duration;
 
@@ -76,7 +76,13 @@ fn status(st: &IngestState) -> crate::status::model::Status {
             disabled: t.config.disabled,
         })
         .collect();
-    st.status.snapshot(tokens, st.is_draining())
+    let acks = st.acks.counts();
+    st.status.snapshot(HecView {
+        tokens,
+        draining: st.is_draining(),
+        client_ack_channels: acks.channels as u64,
+        client_acks_pending: acks.pending as u64,
+    })
 }
 
 async fn status_page(st: web::Data<IngestState>) -> HttpResponse {
@@ -174,7 +180,7 @@ async fn drain(st: web::Data<IngestState>, q: web::Query<DrainQuery>) -> HttpRes
     loop {
         let s = st.queue.stats();
         let answer = Drained {
-            empty: s.records == 0,
+            empty: s.records == 0 && st.requests_in_flight() == 0,
             records: s.records,
             events: s.events,
             oldest_age_seconds: s.oldest_age_seconds,

@@ -196,18 +196,35 @@ fn header(headers: &HeaderMap, name: impl actix_web::http::header::AsHeaderName)
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// What a request is for, as far as the drain phase cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// `/event`, `/raw`: refused while draining.
+    Data,
+    /// `/ack`: answered while draining.
+    Ack,
+}
+
 /// Route-independent checks up to the channel.
 fn caller(
     req: &HttpRequest,
     st: &IngestState,
     query: &Query<'_>,
+    purpose: Purpose,
 ) -> Result<(Arc<Token>, Option<Channel>), Reply> {
-    if st.is_draining() {
+    // While draining, acks of what was accepted are still answered: a client
+    // that cannot confirm its batches would send them again elsewhere.
+    if st.is_draining() && purpose == Purpose::Data {
         return Err(Reply::closing(codes::SHUTTING_DOWN));
     }
-    // The connection was shut when it opened; a request read before that
-    // is refused, not queued.
-    if req.conn_data::<super::allow::Denied>().is_some() {
+    // The connection was shut when it opened (a request read before that is
+    // refused here); and a reload may have narrowed the list since an older
+    // connection opened.
+    let denied = req.conn_data::<super::allow::Denied>().is_some()
+        || req
+            .peer_addr()
+            .is_some_and(|p| !st.allow.load().permits(p.ip()));
+    if denied {
         return Err(Reply::closing(codes::FORBIDDEN_PEER));
     }
     let tokens = st.tokens.load();
@@ -266,7 +283,7 @@ async fn data(
 ) -> Result<Reply, Reply> {
     let deadline = tokio::time::Instant::now() + st.limits.body_timeout;
     let query = Query::parse(req.query_string());
-    let (token, channel) = match caller(req, st, &query) {
+    let (token, channel) = match caller(req, st, &query, Purpose::Data) {
         Ok(c) => c,
         Err(r) => return Err(refuse(&mut payload, req, r).await),
     };
@@ -442,7 +459,7 @@ async fn ack_poll(
 ) -> Result<Reply, Reply> {
     let deadline = tokio::time::Instant::now() + st.limits.body_timeout;
     let query = Query::parse(req.query_string());
-    let (token, channel) = match caller(req, st, &query) {
+    let (token, channel) = match caller(req, st, &query, Purpose::Ack) {
         Ok(c) => c,
         Err(r) => return Err(refuse(&mut payload, req, r).await),
     };

@@ -11,7 +11,7 @@ use crate::forward::status::OutputBoard;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use history::History;
-use model::{HistoryView, ListenerView, OutputView, Status, TokenView};
+use model::{HecView, HistoryView, ListenerView, OutputView, Status};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -90,8 +90,8 @@ impl StatusSource {
         }
     }
 
-    /// The node's state now; `tokens` and `draining` come from the HEC side.
-    pub fn snapshot(&self, tokens: Vec<TokenView>, draining: bool) -> Status {
+    /// The node's state now, with what the HEC side reports.
+    pub fn snapshot(&self, hec: HecView) -> Status {
         let q = self.queue.stats();
         let m = &self.metrics;
         let listeners = self.listeners.get().cloned().unwrap_or_default();
@@ -111,9 +111,9 @@ impl StatusSource {
             node: self.node.clone(),
             time: unix_now(),
             uptime_s: self.started.elapsed().as_secs_f64(),
-            draining,
+            draining: hec.draining,
             listeners,
-            tokens,
+            tokens: hec.tokens,
             events_in: m.ingest_events_total(),
             events_in_per_s: s.history.events_in_per_s(),
             queue_records: q.records,
@@ -125,7 +125,9 @@ impl StatusSource {
             corrupt_records: m.queue_corrupt_records.get(),
             tls_cert_expiry: hec_tls.then(|| m.tls_cert_expiry.with_label_values(&["hec"]).get()),
             config_last_reload_successful: m.config_last_reload_successful.get() == 1,
-            config_last_reload_success_time: m.config_last_reload_success.get(),
+            config_last_reload_success_timestamp_seconds: m.config_last_reload_success.get(),
+            client_ack_channels: hec.client_ack_channels,
+            client_acks_pending: hec.client_acks_pending,
             outputs,
             history: HistoryView {
                 step_s: history::STEP.as_secs_f64(),

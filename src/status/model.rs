@@ -46,11 +46,28 @@ pub struct Status {
     /// Whether the last configuration reload succeeded.
     pub config_last_reload_successful: bool,
     /// Unix time of the last successful configuration load.
-    pub config_last_reload_success_time: f64,
+    pub config_last_reload_success_timestamp_seconds: f64,
+    /// Client ack channels with state.
+    pub client_ack_channels: u64,
+    /// Client ack ids handed out and not yet reported true.
+    pub client_acks_pending: u64,
     /// Each output.
     pub outputs: Vec<OutputView>,
     /// The charts' points over the last hour.
     pub history: HistoryView,
+}
+
+/// What the HEC side knows and the status page shows.
+#[derive(Debug, Clone, Default)]
+pub struct HecView {
+    /// The tokens in force.
+    pub tokens: Vec<TokenView>,
+    /// Whether the node is draining.
+    pub draining: bool,
+    /// Client ack channels with state.
+    pub client_ack_channels: u64,
+    /// Client ack ids not yet reported true.
+    pub client_acks_pending: u64,
 }
 
 /// A listener.

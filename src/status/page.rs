@@ -517,7 +517,9 @@ mod tests {
             corrupt_records: 0,
             tls_cert_expiry: Some(3600 + 86_400 * 30),
             config_last_reload_successful: true,
-            config_last_reload_success_time: 0.0,
+            config_last_reload_success_timestamp_seconds: 0.0,
+            client_ack_channels: 1,
+            client_acks_pending: 4,
             outputs: vec![],
             history: HistoryView {
                 step_s: 10.0,

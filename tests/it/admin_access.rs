@@ -18,7 +18,7 @@ async fn metrics_basic_auth_guards_every_page_of_the_listener() {
     let extra = "metrics_user = \"prometheus\"\nmetrics_password = \"m3trics-pw\"";
     let (_dir, mut server) = start_in_tempdir(with_server(extra)).await;
     let plain = reqwest::Client::new();
-    for path in ["/metrics", "/", "/api/status"] {
+    for path in ["/metrics", "/", "/api/status", "/nope"] {
         let url = format!("{}{path}", server.metrics_base);
         let resp = get(&plain, &url).await.unwrap();
         assert_eq!(resp.status(), 401, "{path} without credentials");
@@ -42,7 +42,8 @@ async fn metrics_basic_auth_guards_every_page_of_the_listener() {
             .send()
             .await
             .unwrap();
-        assert_eq!(ok.status(), 200, "{path} with the credentials");
+        let want = if path == "/nope" { 404 } else { 200 };
+        assert_eq!(ok.status(), want, "{path} with the credentials");
         let body = ok.text().await.unwrap();
         assert!(
             !body.contains("m3trics-pw") && !body.contains(TOKEN),

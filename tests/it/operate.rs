@@ -104,7 +104,7 @@ async fn reload_swaps_tokens_and_certificate_and_keeps_open_connections() {
         ),
     )
     .unwrap();
-    let e = running.reload("test").await.unwrap_err();
+    let e = running.reload("test").await.unwrap_err().to_string();
     assert!(
         e.contains("tokens[0].ack_max") && e.contains("sluice.toml"),
         "{e}"
@@ -287,6 +287,18 @@ async fn drain_waits_for_the_queue_then_the_node_exits_0_and_health_follows() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // An ack token's batch: its ack must still be answered while draining.
+    let acked = c
+        .post(format!("{base}{RAW}?channel={CHANNEL}"))
+        .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+        .body("{\"acked\":1}")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(acked).await;
+    assert_eq!(status, 200, "{body}");
+    let ack_id = body["ackId"].as_u64().unwrap();
+
     // The indexer refuses everything: the drain cannot finish in time.
     let out = tokio::task::block_in_place(|| cli(&["drain", "--timeout", "2s"], Some(&cfg)));
     assert_eq!(
@@ -308,6 +320,16 @@ async fn drain_waits_for_the_queue_then_the_node_exits_0_and_health_follows() {
     let out = cli(&["health", "--url", &base], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("code 23"));
+    let polled = c
+        .post(format!("{base}{ACK}?channel={CHANNEL}"))
+        .header("Authorization", format!("Splunk {ACK_TOKEN}"))
+        .json(&serde_json::json!({ "acks": [ack_id] }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(polled).await;
+    assert_eq!(status, 200, "acks are answered while draining: {body}");
+    assert_eq!(body["acks"][ack_id.to_string()], true);
 
     // The indexer is back: the queue empties, the node exits 0, and so does drain.
     sink.faults().clear();
