@@ -103,7 +103,10 @@ async fn drain(source: &Path, work: &Path, threads: usize, enrich: bool) -> (f64
         build_threads: Some(threads),
         ..FileConfig::default()
     };
-    let output = Output::File(file.resolve("outputs[0]", work).expect("file output"));
+    let output = Output::File(
+        file.resolve("outputs[0]", work, &Default::default())
+            .expect("file output"),
+    );
     let config = EnrichConfig {
         enabled: enrich,
         ..EnrichConfig::default()

@@ -14,6 +14,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod private_fs;
 pub mod queue;
+pub mod rollup;
 pub mod setting;
 pub mod status;
 pub mod tls;

@@ -10,11 +10,13 @@ use crate::enrich::config::{check_system, EnrichConfig};
 use crate::enrich::Enricher;
 use crate::forward::config::{resolve_outputs, Output, OutputConfig};
 use crate::hec::TokenSecret;
+use crate::rollup::config::{FinalPass, RollupConfig, RollupSettings};
 use crate::setting::{self, Invalid, Secrets};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a configuration could not be used; always names the file or key.
@@ -86,6 +88,9 @@ pub struct Config {
     /// Enrichment of network analytics samples on the way out.
     #[serde(default)]
     pub enrich: EnrichConfig,
+    /// Rollups of samples into metric events, for outputs with `rollups = true`.
+    #[serde(default)]
+    pub rollup: RollupConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -350,6 +355,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             outputs: Vec::new(),
             enrich: EnrichConfig::default(),
+            rollup: RollupConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -391,6 +397,8 @@ pub struct Settings {
     pub enrich: EnrichConfig,
     /// The enricher built from it, asset table loaded (`None`: enrichment off).
     pub enricher: Option<Enricher>,
+    /// `[rollup]`, resolved.
+    pub rollup: Arc<RollupSettings>,
     /// `[log]`.
     pub log: LogConfig,
     /// `server.metrics_password` resolved (set with `metrics_user`).
@@ -651,8 +659,13 @@ impl Settings {
             )?),
             None => None,
         };
-        let outputs = resolve_outputs(&config.outputs, &config.data_dir, secrets)?;
         let per_token = final_pass_overrides(&tokens);
+        let final_pass = FinalPass {
+            default: config.enrich.final_pass_system.clone(),
+            per_token: per_token.iter().cloned().collect(),
+        };
+        let rollup = Arc::new(config.rollup.resolve(final_pass)?);
+        let outputs = resolve_outputs(&config.outputs, &config.data_dir, secrets, &rollup)?;
         let assets_err = |e: AssetError| invalid("enrich.assets", e.to_string());
         let enricher = Enricher::new(&config.enrich, &per_token).map_err(assets_err)?;
         if let (None, Some(path)) = (&enricher, &config.enrich.assets) {
@@ -674,6 +687,7 @@ impl Settings {
             outputs,
             enrich: config.enrich,
             enricher,
+            rollup,
             log: config.log,
             metrics_password,
         })

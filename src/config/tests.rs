@@ -71,7 +71,8 @@ fn example_config_loads() {
         c.tokens[0].final_pass_system.as_deref(),
         Some("magic-firewall")
     );
-    let outputs = resolve_outputs(&c.outputs, &c.data_dir, Secrets::Skip).unwrap();
+    let rollup = std::sync::Arc::new(crate::rollup::config::RollupSettings::default());
+    let outputs = resolve_outputs(&c.outputs, &c.data_dir, Secrets::Skip, &rollup).unwrap();
     assert_eq!(outputs.len(), 2);
     assert_eq!(outputs[0].engine().build_threads, 2);
     let assets = c.enrich.assets.as_ref().unwrap();

@@ -115,30 +115,80 @@ impl AckTracker {
 }
 
 /// Counts delivered events per record, so a record is released exactly when
-/// all its events are delivered, whichever batches carried them.
+/// all its events are delivered, whichever batches carried them. With
+/// rollups, a record's events also include its rollups, which are known
+/// only once a builder has read it: until then it cannot complete.
 #[derive(Debug, Default)]
 pub struct DeliveryLedger {
-    records: BTreeMap<RecordId, (u64, u64)>,
+    records: BTreeMap<RecordId, Entry>,
+    rollups: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    events: u64,
+    /// Rollup events (`None`: not yet known).
+    rollups: Option<u64>,
+    done: u64,
+}
+
+impl Entry {
+    fn total(&self) -> u64 {
+        self.events + self.rollups.unwrap_or(0)
+    }
+
+    fn complete(&self) -> bool {
+        self.rollups.is_some() && self.done == self.total()
+    }
 }
 
 impl DeliveryLedger {
-    /// An empty ledger.
-    pub fn new() -> DeliveryLedger {
-        DeliveryLedger::default()
+    /// An empty ledger; `rollups`: records also carry rollup events.
+    pub fn new(rollups: bool) -> DeliveryLedger {
+        DeliveryLedger {
+            records: BTreeMap::new(),
+            rollups,
+        }
     }
 
     /// Starts tracking a record of `events` events (idempotent).
     pub fn track(&mut self, record: RecordId, events: u64) {
-        self.records.entry(record).or_insert((events, 0));
+        let rollups = (!self.rollups).then_some(0);
+        self.records.entry(record).or_insert(Entry {
+            events,
+            rollups,
+            done: 0,
+        });
+    }
+
+    /// `record` also has `n` rollup events (once: a repeat changes
+    /// nothing); true when that completes it.
+    pub fn add_rollups(&mut self, record: RecordId, n: u64) -> bool {
+        let Some(e) = self.records.get_mut(&record) else {
+            return false;
+        };
+        e.rollups.get_or_insert(n);
+        self.finish_if_complete(record)
+    }
+
+    /// A record given up before its rollups were known has none.
+    pub fn settle_rollups(&mut self, record: RecordId) {
+        if let Some(e) = self.records.get_mut(&record) {
+            e.rollups.get_or_insert(0);
+        }
     }
 
     /// Counts `n` more events of `record` as delivered; true when the record is complete.
     pub fn delivered(&mut self, record: RecordId, n: u64) -> bool {
-        let Some((total, done)) = self.records.get_mut(&record) else {
+        let Some(e) = self.records.get_mut(&record) else {
             return false;
         };
-        *done = (*done + n).min(*total);
-        if done == total {
+        e.done = (e.done + n).min(e.total());
+        self.finish_if_complete(record)
+    }
+
+    fn finish_if_complete(&mut self, record: RecordId) -> bool {
+        if self.records.get(&record).is_some_and(Entry::complete) {
             self.records.remove(&record);
             true
         } else {
@@ -146,14 +196,14 @@ impl DeliveryLedger {
         }
     }
 
-    /// Events of a tracked record not yet counted.
+    /// Events of a tracked record not yet counted (rollups as far as known).
     pub fn remaining(&self, record: RecordId) -> Option<u64> {
-        self.records.get(&record).map(|(total, done)| total - done)
+        self.records.get(&record).map(|e| e.total() - e.done)
     }
 
-    /// Events of a tracked record.
+    /// Events of a tracked record (rollups as far as known).
     pub fn events_of(&self, record: RecordId) -> Option<u64> {
-        self.records.get(&record).map(|(total, _)| *total)
+        self.records.get(&record).map(Entry::total)
     }
 
     /// The oldest record not yet complete.
@@ -227,7 +277,7 @@ mod tests {
 
     #[test]
     fn records_complete_across_batches() {
-        let mut l = DeliveryLedger::new();
+        let mut l = DeliveryLedger::new(false);
         l.track(5, 3);
         l.track(6, 1);
         assert!(!l.delivered(5, 2));
@@ -235,6 +285,27 @@ mod tests {
         assert!(l.delivered(6, 1));
         assert!(l.delivered(5, 1));
         assert!(!l.delivered(5, 1), "already released");
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn with_rollups_a_record_completes_only_once_they_are_known_and_delivered() {
+        let mut l = DeliveryLedger::new(true);
+        l.track(1, 3);
+        assert!(!l.delivered(1, 3), "rollups not known yet");
+        assert_eq!(l.remaining(1), Some(0));
+        assert!(!l.add_rollups(1, 2));
+        assert_eq!(l.remaining(1), Some(2));
+        assert!(!l.add_rollups(1, 5), "a repeat changes nothing");
+        assert!(l.delivered(1, 2));
+        // No samples, no rollups: known as none completes it.
+        l.track(2, 4);
+        assert!(!l.delivered(2, 4));
+        assert!(l.add_rollups(2, 0));
+        // Given up before it was read through.
+        l.track(3, 4);
+        l.settle_rollups(3);
+        assert!(l.delivered(3, 4));
         assert!(l.is_empty());
     }
 }

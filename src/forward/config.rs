@@ -5,10 +5,12 @@
 use super::context::EngineSettings;
 use super::file::config::{FileConfig, FileOutput};
 use super::splunk::config::{SplunkConfig, SplunkOutput};
+use crate::rollup::config::RollupSettings;
 use crate::setting::{Invalid, Secrets};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use super::batch::Compression;
 
@@ -84,9 +86,10 @@ pub fn resolve_outputs(
     configs: &[OutputConfig],
     data_dir: &Path,
     secrets: Secrets,
+    rollup: &Arc<RollupSettings>,
 ) -> Result<Vec<Output>, Invalid> {
     if configs.is_empty() {
-        let archive = FileConfig::embedded_default().resolve("outputs[0]", data_dir)?;
+        let archive = FileConfig::embedded_default().resolve("outputs[0]", data_dir, rollup)?;
         return Ok(vec![Output::File(archive)]);
     }
     let mut names = HashSet::new();
@@ -103,8 +106,8 @@ pub fn resolve_outputs(
             ));
         }
         out.push(match c {
-            OutputConfig::Splunk(s) => Output::Splunk(s.resolve(&key, secrets)?),
-            OutputConfig::File(f) => Output::File(f.resolve(&key, data_dir)?),
+            OutputConfig::Splunk(s) => Output::Splunk(s.resolve(&key, secrets, rollup)?),
+            OutputConfig::File(f) => Output::File(f.resolve(&key, data_dir, rollup)?),
         });
     }
     Ok(out)
@@ -123,7 +126,13 @@ mod tests {
 
     fn outputs(toml: &str) -> Result<Vec<Output>, String> {
         let c: Outputs = toml::from_str(toml).map_err(|e| e.to_string())?;
-        resolve_outputs(&c.outputs, Path::new("data"), Secrets::Read).map_err(|e| e.to_string())
+        resolve_outputs(
+            &c.outputs,
+            Path::new("data"),
+            Secrets::Read,
+            &Arc::new(RollupSettings::default()),
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

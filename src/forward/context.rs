@@ -70,6 +70,8 @@ pub struct TokenMeta {
 pub struct EngineSettings {
     /// The output's name (metrics, logs, release markers).
     pub name: String,
+    /// Which events and whether rollups.
+    pub routing: super::routing::Routing,
     /// Body caps and compression.
     pub limits: BatchLimits,
     /// `index`, `sourcetype`, `source`, `host` overrides.

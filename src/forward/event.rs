@@ -279,6 +279,19 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// What every event of a record that sets nothing of its own resolves
+    /// to (the host and source of the record's rollups).
+    pub fn of_record(&self, meta: &'a RecordMeta) -> OutEvent<'a> {
+        self.resolve(
+            meta,
+            [None, None, None, None],
+            None,
+            Payload::Line(b""),
+            None,
+            EventId::of(b""),
+        )
+    }
+
     /// One event of a record, from its bytes as split from the stored body
     /// (a `/raw` line, or an `/event` object) and its number in the record.
     pub fn event(

@@ -18,6 +18,8 @@ pub mod event;
 pub mod file;
 pub mod output_metrics;
 pub mod read_failures;
+pub mod rollups;
+pub mod routing;
 pub mod source;
 pub mod splunk;
 pub mod stats;

@@ -5,10 +5,12 @@
 //! letters. No async here: this is the CPU-heavy side of an output.
 
 use super::super::batch::{BatchBuilder, BatchLimits};
+use super::super::rollups::{count_until, sample_of, split, Accumulator};
 use super::super::source::{raw_query, render, write_segment, Route, Segment, Unsendable};
 use super::super::stream::{EventStream, Item, SourceError};
 use super::super::transport::Request;
 use super::BuildShared;
+use crate::enrich::Enricher;
 use crate::queue::RecordId;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +34,22 @@ pub enum Built {
     Batch(Batch),
     /// An event that cannot be sent as it is (dead-letter it).
     Unsendable(RecordId, Unsendable),
+    /// `count` events of `record` this output does not send (`events`):
+    /// handled as they are.
+    Skipped {
+        /// The record.
+        record: RecordId,
+        /// Events left out.
+        count: u64,
+    },
+    /// `record` has `count` rollup events, numbered after its last event.
+    /// Reported before any batch that carries them.
+    Rollups {
+        /// The record.
+        record: RecordId,
+        /// Rollup events.
+        count: u64,
+    },
     /// Reading `record` failed; its events from `read` on were not batched.
     /// Every batch with its earlier events was reported before this.
     Failed {
@@ -157,6 +175,25 @@ fn fail(
         })
 }
 
+/// Adds an event rendered elsewhere (a rollup: HEC JSON for `/event`) as
+/// event `position` of `record`; false when the receiver is gone.
+fn push_whole(
+    shared: &BuildShared,
+    open: &mut Open,
+    emit: &mut impl FnMut(Built) -> bool,
+    record: RecordId,
+    position: u64,
+    line: &[u8],
+) -> bool {
+    let cut = open.route.is_some_and(|r| r != Route::Event) || !open.fits(line.len());
+    if cut && !emit_open(shared, open, emit) {
+        return false;
+    }
+    open.route = Some(Route::Event);
+    open.push(shared, record, position, line);
+    true
+}
+
 /// Builds the batches of a job: records in order, each from its first
 /// unsent event. Stops early when `emit` says the receiver is gone.
 pub fn build_job(
@@ -166,6 +203,7 @@ pub fn build_job(
 ) {
     let enricher = shared.enricher.current();
     let enrich = enricher.as_deref();
+    let routing = &shared.routing;
     let lag = shared.metrics.sample_lag.as_ref().map(|h| h.local());
     let mut enriched = [0u64; 2];
     let now = now_secs();
@@ -183,25 +221,45 @@ pub fn build_job(
                 continue;
             }
         };
-        if let Err(error) = stream.skip_to(first) {
+        let meta = stream.meta().clone();
+        let tokens = shared.tokens.current();
+        let resolver = shared.resolver(&tokens, &meta.token);
+        let mut acc = routing
+            .rollups
+            .as_deref()
+            .map(|r| Accumulator::new(r, enrich, &meta));
+        // Rollups need the samples sent before a failed read too.
+        let skipped_to = match acc.as_mut() {
+            Some(acc) => count_until(&mut stream, &resolver, &meta, first, acc),
+            None => stream.skip_to(first),
+        };
+        if let Err(error) = skipped_to {
             if !fail(shared, &mut open, &mut emit, id, first, error) {
                 break;
             }
             continue;
         }
-        let meta = stream.meta().clone();
-        let tokens = shared.tokens.current();
-        let resolver = shared.resolver(&tokens, &meta.token);
-        loop {
+        let mut skipped = 0u64;
+        let ended = loop {
             let position = stream.position();
             let item = match stream.peek() {
                 Ok(Some(item)) => item,
-                Ok(None) => break,
+                Ok(None) => break true,
                 Err(error) => {
+                    // Left-out events before the failure are handled; the
+                    // retry starts at `position`.
+                    if skipped > 0
+                        && !emit(Built::Skipped {
+                            record: id,
+                            count: skipped,
+                        })
+                    {
+                        break 'records;
+                    }
                     if !fail(shared, &mut open, &mut emit, id, position, error) {
                         break 'records;
                     }
-                    break;
+                    break false;
                 }
             };
             let bytes = match item {
@@ -231,6 +289,17 @@ pub fn build_job(
                     continue;
                 }
             };
+            if routing.reads_samples() {
+                let sample = sample_of(&event);
+                if let (Some(acc), Some(s)) = (acc.as_mut(), sample.as_ref()) {
+                    acc.add(s);
+                }
+                if !routing.sends(sample.as_ref()) {
+                    skipped += 1;
+                    stream.advance();
+                    continue;
+                }
+            }
             // Rendered straight into an uncompressed body (no copy).
             let (rendered, len) = {
                 let builder = open.builder(shared);
@@ -269,6 +338,38 @@ pub fn build_job(
             }
             enriched[usize::from(rendered.enriched)] += 1;
             stream.advance();
+        };
+        if !ended {
+            continue;
+        }
+        if let Some(acc) = acc {
+            let lines = acc.finish(&shared.hostname, id, &resolver, &meta);
+            if !emit(Built::Rollups {
+                record: id,
+                count: lines.len() as u64,
+            }) {
+                break;
+            }
+            for (k, line) in lines.iter().enumerate() {
+                if !push_whole(
+                    shared,
+                    &mut open,
+                    &mut emit,
+                    id,
+                    meta.events + k as u64,
+                    line,
+                ) {
+                    break 'records;
+                }
+            }
+        }
+        if skipped > 0
+            && !emit(Built::Skipped {
+                record: id,
+                count: skipped,
+            })
+        {
+            break;
         }
     }
     emit_open(shared, &mut open, &mut emit);
@@ -296,39 +397,44 @@ pub fn rebuild(
     let mut stream: Option<EventStream<'static>> = None;
     let mut line = Vec::new();
     let enricher = shared.enricher.current();
-    for seg in segments {
-        // Segments of one record come in order: one stream serves them.
-        if stream
-            .as_ref()
-            .is_none_or(|s| s.id() != seg.record || s.position() > seg.first)
-        {
-            if let Some(done) = stream.take() {
-                shared.rereads.keep(&shared.queue, done);
-            }
-            stream = shared
-                .rereads
-                .open(&shared.queue, seg.record, seg.first, shared.max_event_bytes)
-                .map_err(|e| (seg.record, e))?;
-        }
-        // A record already gone from the queue has nothing left to send.
-        let Some(source) = stream.as_mut() else {
+    for whole in segments {
+        let Some(events) = shared.queue.events_of(whole.record) else {
+            // Gone from the queue: nothing left to send.
             continue;
         };
-        let token = source.meta().token.clone();
-        let tokens = shared.tokens.current();
-        let resolver = shared.resolver(&tokens, &token);
-        line.clear();
-        let q = write_segment(
-            source,
-            &resolver,
-            enricher.as_deref(),
-            *seg,
-            route,
+        let (own, rollups) = split(*whole, events);
+        if let Some((from, count)) = rollups {
+            // After the record's own events: written below, once they are.
+            let lines =
+                rollup_lines(shared, whole.record, from, count).map_err(|e| (whole.record, e))?;
+            if let Some(seg) = own {
+                write_own(
+                    shared,
+                    &mut stream,
+                    &mut query,
+                    &mut builder,
+                    &mut line,
+                    seg,
+                    route,
+                    enricher.as_deref(),
+                )?;
+            }
+            for l in lines.unwrap_or_default() {
+                builder.push(&l);
+            }
+            continue;
+        }
+        let Some(seg) = own else { continue };
+        write_own(
+            shared,
+            &mut stream,
+            &mut query,
+            &mut builder,
             &mut line,
-        )
-        .map_err(|e| (seg.record, e))?;
-        query = query.or(q);
-        builder.push(&line);
+            seg,
+            route,
+            enricher.as_deref(),
+        )?;
     }
     if let Some(done) = stream {
         shared.rereads.keep(&shared.queue, done);
@@ -343,29 +449,112 @@ pub fn rebuild(
     }))
 }
 
-/// The events of `seg` as HEC JSON lines, as far as they can be read (for
-/// dead letters: what could not be read stays empty).
-pub fn segment_text(shared: &BuildShared, seg: Segment) -> Vec<u8> {
-    let mut text = Vec::new();
-    if let Ok(Some(mut stream)) =
-        shared
+/// Appends the events of `seg` (a record's own) for a resend of `route`,
+/// continuing `stream` when it stands before them.
+#[allow(clippy::too_many_arguments)]
+fn write_own(
+    shared: &BuildShared,
+    stream: &mut Option<EventStream<'static>>,
+    query: &mut Option<String>,
+    builder: &mut BatchBuilder,
+    line: &mut Vec<u8>,
+    seg: Segment,
+    route: Route,
+    enrich: Option<&Enricher>,
+) -> Result<(), (RecordId, SourceError)> {
+    // Segments of one record come in order: one stream serves them.
+    if stream
+        .as_ref()
+        .is_none_or(|s| s.id() != seg.record || s.position() > seg.first)
+    {
+        if let Some(done) = stream.take() {
+            shared.rereads.keep(&shared.queue, done);
+        }
+        *stream = shared
             .rereads
             .open(&shared.queue, seg.record, seg.first, shared.max_event_bytes)
-    {
-        let token = stream.meta().token.clone();
-        let tokens = shared.tokens.current();
-        let resolver = shared.resolver(&tokens, &token);
-        let enricher = shared.enricher.current();
-        let read = write_segment(
-            &mut stream,
-            &resolver,
-            enricher.as_deref(),
-            seg,
-            Route::Event,
-            &mut text,
-        );
-        if read.is_ok() {
-            shared.rereads.keep(&shared.queue, stream);
+            .map_err(|e| (seg.record, e))?;
+    }
+    // A record already gone from the queue has nothing left to send.
+    let Some(source) = stream.as_mut() else {
+        return Ok(());
+    };
+    let token = source.meta().token.clone();
+    let tokens = shared.tokens.current();
+    let resolver = shared.resolver(&tokens, &token);
+    line.clear();
+    let q =
+        write_segment(source, &resolver, enrich, seg, route, line).map_err(|e| (seg.record, e))?;
+    if query.is_none() {
+        *query = q;
+    }
+    builder.push(line);
+    Ok(())
+}
+
+/// Rollup events `from..from + count` of `record`, computed again from the
+/// queue (`None`: the record is gone).
+fn rollup_lines(
+    shared: &BuildShared,
+    record: RecordId,
+    from: u64,
+    count: u64,
+) -> Result<Option<Vec<Vec<u8>>>, SourceError> {
+    let Some(settings) = shared.routing.rollups.as_deref() else {
+        return Ok(Some(Vec::new()));
+    };
+    let Some(mut stream) = EventStream::open(&shared.queue, record, shared.max_event_bytes)? else {
+        return Ok(None);
+    };
+    let meta = stream.meta().clone();
+    let tokens = shared.tokens.current();
+    let resolver = shared.resolver(&tokens, &meta.token);
+    let enricher = shared.enricher.current();
+    let mut acc = Accumulator::new(settings, enricher.as_deref(), &meta);
+    count_until(&mut stream, &resolver, &meta, meta.events, &mut acc)?;
+    let mut lines = acc.finish(&shared.hostname, record, &resolver, &meta);
+    let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(lines.len());
+    let (start, end) = (clamp(from), clamp(from.saturating_add(count)));
+    lines.truncate(end);
+    Ok(Some(lines.split_off(start)))
+}
+
+/// The events of `seg` as HEC JSON lines, as far as they can be read (for
+/// dead letters: what could not be read stays empty).
+pub fn segment_text(shared: &BuildShared, whole: Segment) -> Vec<u8> {
+    let mut text = Vec::new();
+    let Some(events) = shared.queue.events_of(whole.record) else {
+        return text;
+    };
+    let (own, rollups) = split(whole, events);
+    if let Some(seg) = own {
+        if let Ok(Some(mut stream)) =
+            shared
+                .rereads
+                .open(&shared.queue, seg.record, seg.first, shared.max_event_bytes)
+        {
+            let token = stream.meta().token.clone();
+            let tokens = shared.tokens.current();
+            let resolver = shared.resolver(&tokens, &token);
+            let enricher = shared.enricher.current();
+            let read = write_segment(
+                &mut stream,
+                &resolver,
+                enricher.as_deref(),
+                seg,
+                Route::Event,
+                &mut text,
+            );
+            if read.is_ok() {
+                shared.rereads.keep(&shared.queue, stream);
+            }
+        }
+    }
+    if let Some((from, count)) = rollups {
+        if let Ok(Some(lines)) = rollup_lines(shared, whole.record, from, count) {
+            for l in lines {
+                text.extend_from_slice(&l);
+            }
         }
     }
     text

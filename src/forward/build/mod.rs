@@ -57,6 +57,8 @@ pub struct BuildShared {
     pub metrics: BuildMetrics,
     /// Records' streams kept open for reading them again.
     pub rereads: reread::Rereads,
+    /// Which events go, and whether rollups.
+    pub routing: super::routing::Routing,
 }
 
 impl BuildShared {
@@ -211,6 +213,7 @@ impl BuildShared {
             max_event_bytes: 1 << 20,
             metrics: BuildMetrics::bind(&crate::metrics::Metrics::new().unwrap(), "out", false),
             rereads: Default::default(),
+            routing: Default::default(),
         }
     }
 }

@@ -88,6 +88,8 @@ impl<T: Transport> Engine<T> {
         // entry says how many events it holds. Tracked before anything counts.
         let indexed = self.ctx.queue.events_of(record).unwrap_or(0);
         self.ledger.track(record, indexed);
+        // Never read through: it has no rollups.
+        self.ledger.settle_rollups(record);
         let waiting = self.take_waiting(record);
         let left = self.ledger.remaining(record).unwrap_or(0);
         let elsewhere = self.batches.events_of(record)

@@ -172,6 +172,7 @@ impl<T: Transport> Engine<T> {
             max_event_bytes: ctx.max_event_bytes,
             metrics: BuildMetrics::bind(&ctx.metrics, &s.name, measure),
             rereads: Default::default(),
+            routing: s.routing.clone(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let outputs: Vec<&str> = ctx.outputs.iter().map(String::as_str).collect();
@@ -181,6 +182,7 @@ impl<T: Transport> Engine<T> {
         let stats = s
             .stats_interval
             .map(|every| super::stats::StatsClock::new(every, Instant::now()));
+        let with_rollups = s.routing.rollups.is_some();
         let engine = Engine {
             builders: Builders::new(Arc::new(shared), s.build_threads),
             breaker: Breaker::new(dests, s.retry_initial, s.retry_max),
@@ -190,7 +192,7 @@ impl<T: Transport> Engine<T> {
             transport: Arc::new(transport),
             m,
             planner: Planner::new(),
-            ledger: DeliveryLedger::new(),
+            ledger: DeliveryLedger::new(with_rollups),
             batches: Batches::default(),
             resend: VecDeque::new(),
             resend_after: None,
@@ -316,7 +318,7 @@ impl<T: Transport> Engine<T> {
         tracing::warn!(output = %self.s.name, "queue store reopened; reading it again from the oldest record not yet delivered");
         self.planner.reset();
         self.builders.clear();
-        self.ledger = DeliveryLedger::new();
+        self.ledger = DeliveryLedger::new(self.s.routing.rollups.is_some());
         self.batches.clear();
         self.resend.clear();
         self.ready = None;
@@ -447,6 +449,12 @@ impl<T: Transport> Engine<T> {
                 }
             }
             Built::Unsendable(record, u) => self.dead_letter_unsendable(record, u),
+            Built::Skipped { record, count } => self.count_delivered(record, count),
+            Built::Rollups { record, count } => {
+                if self.ledger.add_rollups(record, count) {
+                    self.record_done(record);
+                }
+            }
             Built::Failed {
                 record,
                 read,
@@ -543,9 +551,14 @@ impl<T: Transport> Engine<T> {
     /// Counts `n` more events of `record` as handled; releases it when all are.
     fn count_delivered(&mut self, record: RecordId, n: u64) {
         if self.ledger.delivered(record, n) {
-            self.corrupt.remove(&record);
-            self.read_failures.forget(record);
-            self.release(record);
+            self.record_done(record);
         }
+    }
+
+    /// Every event of `record` was handled: release it.
+    fn record_done(&mut self, record: RecordId) {
+        self.corrupt.remove(&record);
+        self.read_failures.forget(record);
+        self.release(record);
     }
 }

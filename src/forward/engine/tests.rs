@@ -114,6 +114,7 @@ const MS: Duration = Duration::from_millis(1);
 
 fn settings() -> EngineSettings {
     EngineSettings {
+        routing: Default::default(),
         name: "out".into(),
         limits: BatchLimits {
             max_events: 3,

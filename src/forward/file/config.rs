@@ -4,9 +4,12 @@
 use super::super::batch::{BatchLimits, Compression};
 use super::super::config::build_threads;
 use super::super::context::EngineSettings;
+use super::super::routing::{EventsRoute, Routing};
+use crate::rollup::config::RollupSettings;
 use crate::setting::Invalid;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `rotate_bytes` default.
@@ -45,6 +48,12 @@ pub struct FileConfig {
     pub compression: Compression,
     /// Threads building batches; default: the number of cores.
     pub build_threads: Option<usize>,
+    /// Which events go: `all` (default), `drops`, `none`.
+    #[serde(default)]
+    pub events: EventsRoute,
+    /// Whether each record's rollups go, as metric events.
+    #[serde(default)]
+    pub rollups: bool,
 }
 
 /// A resolved `file` output.
@@ -72,7 +81,12 @@ impl FileConfig {
     }
 
     /// Applies defaults and checks values; `key` is the table's key (`outputs[0]`).
-    pub fn resolve(&self, key: &str, data_dir: &Path) -> Result<FileOutput, Invalid> {
+    pub fn resolve(
+        &self,
+        key: &str,
+        data_dir: &Path,
+        rollup: &Arc<RollupSettings>,
+    ) -> Result<FileOutput, Invalid> {
         let k = |name: &str| format!("{key}.{name}");
         let rotate_bytes = self.rotate_bytes.unwrap_or(ROTATE_BYTES);
         if rotate_bytes < 4096 {
@@ -85,6 +99,7 @@ impl FileConfig {
         Ok(FileOutput {
             engine: EngineSettings {
                 name: self.name.clone(),
+                routing: Routing::resolve(key, self.events, self.rollups, rollup)?,
                 // The archive compresses each batch itself; a body is plain NDJSON.
                 limits: BatchLimits {
                     max_events: BATCH_EVENTS,

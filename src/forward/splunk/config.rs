@@ -5,10 +5,13 @@
 use super::super::batch::{BatchLimits, Compression};
 use super::super::config::{build_threads, positive};
 use super::super::context::EngineSettings;
+use super::super::routing::{EventsRoute, Routing};
 use crate::hec::TokenSecret;
+use crate::rollup::config::RollupSettings;
 use crate::setting::{self, Invalid, Secrets};
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `max_events` default.
@@ -98,6 +101,12 @@ pub struct SplunkConfig {
     /// How often a `sluice:stats` event goes to the indexers; `0s`: never.
     #[serde(default, with = "humantime_serde")]
     pub stats_interval: Option<Duration>,
+    /// Which events go: `all` (default), `drops`, `none`.
+    #[serde(default)]
+    pub events: EventsRoute,
+    /// Whether each record's rollups go, as metric events.
+    #[serde(default)]
+    pub rollups: bool,
 }
 
 /// A resolved `splunk` output.
@@ -121,7 +130,12 @@ pub struct SplunkOutput {
 
 impl SplunkConfig {
     /// Applies defaults and checks values; `key` is the table's key (`outputs[0]`).
-    pub fn resolve(&self, key: &str, secrets: Secrets) -> Result<SplunkOutput, Invalid> {
+    pub fn resolve(
+        &self,
+        key: &str,
+        secrets: Secrets,
+        rollup: &Arc<RollupSettings>,
+    ) -> Result<SplunkOutput, Invalid> {
         let k = |name: &str| format!("{key}.{name}");
         if self.urls.is_empty() {
             return Err(Invalid::new(
@@ -187,6 +201,7 @@ impl SplunkConfig {
         Ok(SplunkOutput {
             engine: EngineSettings {
                 name: self.name.clone(),
+                routing: Routing::resolve(key, self.events, self.rollups, rollup)?,
                 limits: BatchLimits {
                     max_events,
                     max_bytes,
