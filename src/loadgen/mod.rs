@@ -6,7 +6,7 @@
 
 mod packet;
 pub mod scenario;
-mod truth;
+pub mod truth;
 
 use crate::hec::Channel;
 use flate2::write::GzEncoder;

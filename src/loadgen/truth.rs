@@ -16,7 +16,42 @@ pub struct AttackTruth {
     pub vector: String,
 }
 
-/// Ground truth, in the shape of `../shared/samples/*.truth.json`.
+/// The rollup interval the truth is cut into (`[rollup] interval` default).
+pub const ROLLUP_INTERVAL_S: u64 = 60;
+
+/// One rollup interval's totals over all samples in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IntervalTruth {
+    /// Samples.
+    pub samples: u64,
+    /// Σ SampleInterval.
+    pub est_packets: u64,
+    /// Σ IPTotalLength × SampleInterval.
+    pub est_bytes: u64,
+    /// Σ SampleInterval of counted samples (drops, and magic-firewall passes).
+    pub counted_est_packets: u64,
+}
+
+/// What Sluice's rollups of the traffic must add up to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollupTruth {
+    /// Interval width, seconds.
+    pub interval_s: u64,
+    /// Interval start (epoch seconds, `Datetime` floored) → totals.
+    pub intervals: BTreeMap<u64, IntervalTruth>,
+}
+
+impl Default for RollupTruth {
+    fn default() -> RollupTruth {
+        RollupTruth {
+            interval_s: ROLLUP_INTERVAL_S,
+            intervals: BTreeMap::new(),
+        }
+    }
+}
+
+/// Ground truth, in the shape of `../shared/samples/*.truth.json`, plus
+/// `rollups`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Truth {
     /// Per AttackID.
@@ -33,6 +68,8 @@ pub struct Truth {
     pub true_passed_bytes: u64,
     /// Packets that really passed: magic-firewall passes only.
     pub true_passed_packets: u64,
+    /// Totals per rollup interval.
+    pub rollups: RollupTruth,
 }
 
 impl Truth {
@@ -58,13 +95,20 @@ impl Truth {
             &mut self.est_packets_by_system_outcome,
             &o.est_packets_by_system_outcome,
         );
+        for (start, t) in &o.rollups.intervals {
+            let m = self.rollups.intervals.entry(*start).or_default();
+            m.samples += t.samples;
+            m.est_packets += t.est_packets;
+            m.est_bytes += t.est_bytes;
+            m.counted_est_packets += t.counted_est_packets;
+        }
         self.records += o.records;
         self.true_passed_bytes += o.true_passed_bytes;
         self.true_passed_packets += o.true_passed_packets;
     }
 
-    /// Counts one generated sample.
-    pub(super) fn count(&mut self, s: &Verdict, p: &Packet) {
+    /// Counts one generated sample, taken at `at` (epoch seconds).
+    pub(super) fn count(&mut self, s: &Verdict, p: &Packet, at: i64) {
         let key = format!("{}/{}", s.system, s.outcome);
         let bytes = u64::from(p.len) * s.interval;
         *self.by_system_outcome.entry(key.clone()).or_default() += 1;
@@ -74,9 +118,22 @@ impl Truth {
             .or_default() += s.interval;
         *self.est_bytes_by_system_outcome.entry(key).or_default() += bytes;
         self.records += 1;
-        if s.outcome == "pass" && s.system == "magic-firewall" {
+        let final_pass = s.outcome == "pass" && s.system == "magic-firewall";
+        if final_pass {
             self.true_passed_packets += s.interval;
             self.true_passed_bytes += bytes;
+        }
+        let at = u64::try_from(at).unwrap_or(0);
+        let i = self
+            .rollups
+            .intervals
+            .entry(at - at % self.rollups.interval_s)
+            .or_default();
+        i.samples += 1;
+        i.est_packets += s.interval;
+        i.est_bytes += bytes;
+        if final_pass || s.outcome == "drop" {
+            i.counted_est_packets += s.interval;
         }
         if let Some((id, vector)) = &s.attack {
             let a = self.attacks.entry(id.clone()).or_default();

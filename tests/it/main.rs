@@ -19,6 +19,7 @@ mod hec_protocol;
 mod hec_sink;
 mod mtls;
 mod operate;
+mod rollup;
 mod scaleout;
 mod shutdown;
 mod smoke;
