@@ -32,7 +32,7 @@ impl V {
         }
     }
 
-    fn num(&self) -> Option<f64> {
+    pub fn num(&self) -> Option<f64> {
         match self {
             V::Num(n) => Some(*n),
             V::Str(s) => s.trim().parse().ok(),
@@ -48,7 +48,7 @@ impl V {
         }
     }
 
-    fn values(&self) -> Vec<String> {
+    pub fn values(&self) -> Vec<String> {
         match self {
             V::Null | V::Bool(_) => Vec::new(),
             V::Multi(m) => m.clone(),
@@ -56,7 +56,7 @@ impl V {
         }
     }
 
-    fn truth(&self) -> Result<bool, String> {
+    pub fn truth(&self) -> Result<bool, String> {
         match self {
             V::Bool(b) => Ok(*b),
             V::Null => Ok(false),
