@@ -29,6 +29,9 @@ use store::Store;
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &[u8] = b"format_version";
 
+/// One past the highest record id ever handed out (`meta` tree).
+const NEXT_ID_KEY: &[u8] = b"next_id";
+
 /// Queue failures; each names the store's path.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -383,6 +386,16 @@ impl Queue {
         })?;
         let header = Header::encode(meta, n);
         let stored = (header.len() + body.len()) as u64;
+        // Raised before the record lands, so the mark is on disk whenever
+        // the record is (sled persists writes in order).
+        let mark = (id + 1).to_be_bytes();
+        store
+            .meta
+            .fetch_and_update(NEXT_ID_KEY, |old| match old.and_then(id_of) {
+                Some(old) if old > id => Some(key(old).to_vec()),
+                _ => Some(mark.to_vec()),
+            })
+            .map_err(|e| self.write_err(e))?;
         // Header and chunks land atomically: a record is whole or absent.
         let mut batch = sled::Batch::default();
         batch.insert(&part_key(id, 0)[..], header);

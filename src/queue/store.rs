@@ -6,12 +6,14 @@
 //! and this module is the one place that opens it.
 
 use super::record::{id_of_part, part_key, CorruptRecord, Header, IndexEntry};
-use super::{id_of, key, QueueError, Totals, FORMAT_KEY, FORMAT_VERSION};
+use super::{id_of, key, QueueError, Totals, FORMAT_KEY, FORMAT_VERSION, NEXT_ID_KEY};
 use std::path::Path;
 
 /// One open sled database and its trees.
 pub(super) struct Store {
     pub db: sled::Db,
+    /// Format version and the id high-water mark.
+    pub meta: sled::Tree,
     /// Records: `id ‖ part` → header (part 0) or body chunk.
     pub records: sled::Tree,
     /// `id` → [`IndexEntry`].
@@ -114,9 +116,18 @@ impl Store {
             Err(sled::Error::Corruption { .. }) => by_index + 1_000_000,
             Err(e) => return Err(store(e)),
         };
+        // Ids are never handed out twice, even once the queue has emptied:
+        // outputs name what they wrote after them (object keys, rollup ids).
+        let next_id = match meta.get(NEXT_ID_KEY) {
+            Ok(Some(v)) => id_of(&v).map_or(next_id, |mark| mark.max(next_id)),
+            Ok(None) => next_id,
+            Err(sled::Error::Corruption { .. }) => next_id + 1_000_000,
+            Err(e) => return Err(store(e)),
+        };
         Ok(Opened {
             store: Store {
                 db,
+                meta,
                 records,
                 index,
                 released,

@@ -37,6 +37,26 @@ async fn fifo_and_reopen_keeps_everything() {
 }
 
 #[tokio::test]
+async fn ids_are_never_handed_out_twice_even_after_the_queue_empties() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open(dir.path(), limits()).unwrap();
+        for i in 0..5u64 {
+            let p = q.append(&meta(1), b"x").unwrap();
+            assert_eq!(p.id, i);
+            q.commit(p).await.unwrap();
+        }
+        for i in 0..5u64 {
+            assert!(q.remove(i).unwrap());
+        }
+        assert_eq!(q.stats().records, 0);
+    }
+    let q = Queue::open(dir.path(), limits()).unwrap();
+    let p = q.append(&meta(1), b"y").unwrap();
+    assert_eq!(p.id, 5, "record ids go on after an empty queue is reopened");
+}
+
+#[tokio::test]
 async fn chunked_bodies_round_trip_and_index_is_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let body: Vec<u8> = (0..(CHUNK_BYTES * 3 + 17))
