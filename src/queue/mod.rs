@@ -4,6 +4,7 @@ mod body;
 mod commit;
 mod dead;
 pub mod export;
+mod objects;
 pub mod record;
 mod release;
 mod slot;
@@ -12,6 +13,7 @@ mod store;
 
 pub use body::BodyReader;
 pub use dead::DeadLetter;
+pub use objects::BegunObject;
 pub use record::{BodyEncoding, DataEndpoint, Record, RecordMeta};
 
 use commit::GroupCommit;

@@ -22,6 +22,8 @@ pub(super) struct Store {
     pub released: sled::Tree,
     /// Dead letters: `seq` → JSON.
     pub dead: sled::Tree,
+    /// Objects begun per output (`objects.rs`).
+    pub objects: sled::Tree,
 }
 
 /// A store just opened, with what its contents say.
@@ -61,6 +63,7 @@ impl Store {
         let index = db.open_tree("index").map_err(store)?;
         let released = db.open_tree("released").map_err(store)?;
         let dead = db.open_tree("dead").map_err(store)?;
+        let objects = db.open_tree("objects").map_err(store)?;
         match meta.get(FORMAT_KEY).map_err(store)? {
             Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
             Some(v) => {
@@ -132,6 +135,7 @@ impl Store {
                 index,
                 released,
                 dead,
+                objects,
             },
             totals,
             next_id,
