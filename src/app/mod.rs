@@ -291,9 +291,10 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
         metrics: metrics.clone(),
         outputs: Arc::new(outputs.iter().map(|o| o.name().to_string()).collect()),
         tokens: Arc::new(TokenMetas::new(token_metas(&tokens))),
-        hostname: hostname::get()
-            .ok()
-            .and_then(|h| h.into_string().ok())
+        hostname: s
+            .node_name
+            .clone()
+            .or_else(|| hostname::get().ok().and_then(|h| h.into_string().ok()))
             .unwrap_or_else(|| "sluice".to_string())
             .into(),
         enricher: Arc::clone(&enricher),

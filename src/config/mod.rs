@@ -100,6 +100,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// This node's name: events' default `host`, rollup ids, `s3` object
+    /// keys (default: the hostname).
+    pub node_name: Option<String>,
     /// Address of the HEC listener.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -301,6 +304,7 @@ fn default_log_level() -> String {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            node_name: None,
             listen: default_listen(),
             tls_cert: None,
             tls_key: None,
@@ -449,6 +453,19 @@ impl Config {
     /// Checks every value of its own sections that the types alone cannot.
     fn check(&self) -> Result<(), ConfigError> {
         let s = &self.server;
+        if let Some(n) = &s.node_name {
+            // It becomes part of object keys and ids: a path segment.
+            let ok = !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(invalid(
+                    "server.node_name",
+                    "1 to 64 characters from a-z, A-Z, 0-9, -, _ and .",
+                ));
+            }
+        }
         if s.tls_cert.is_some() != s.tls_key.is_some() {
             return Err(invalid(
                 if s.tls_cert.is_some() {

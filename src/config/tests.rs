@@ -73,8 +73,9 @@ fn example_config_loads() {
     );
     let rollup = std::sync::Arc::new(crate::rollup::config::RollupSettings::default());
     let outputs = resolve_outputs(&c.outputs, &c.data_dir, Secrets::Skip, &rollup).unwrap();
-    assert_eq!(outputs.len(), 2);
-    assert_eq!(outputs[0].engine().build_threads, 2);
+    assert_eq!(outputs.len(), 3);
+    assert!(matches!(&outputs[2], crate::forward::config::Output::S3(o) if o.region == "auto"));
+    assert_eq!(outputs[0].engine().unwrap().build_threads, 2);
     let assets = c.enrich.assets.as_ref().unwrap();
     let table = crate::enrich::assets::AssetTable::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join(assets),

@@ -4,6 +4,7 @@
 
 use super::context::EngineSettings;
 use super::file::config::{FileConfig, FileOutput};
+use super::s3::config::{S3Config, S3Output};
 use super::splunk::config::{SplunkConfig, SplunkOutput};
 use crate::rollup::config::RollupSettings;
 use crate::setting::{Invalid, Secrets};
@@ -22,6 +23,8 @@ pub enum OutputConfig {
     Splunk(Box<SplunkConfig>),
     /// NDJSON archive files.
     File(FileConfig),
+    /// NDJSON objects in an S3-compatible bucket.
+    S3(S3Config),
 }
 
 /// A resolved output.
@@ -31,6 +34,8 @@ pub enum Output {
     Splunk(SplunkOutput),
     /// NDJSON files.
     File(FileOutput),
+    /// S3-compatible objects.
+    S3(S3Output),
 }
 
 impl OutputConfig {
@@ -38,22 +43,29 @@ impl OutputConfig {
         match self {
             OutputConfig::Splunk(s) => &s.name,
             OutputConfig::File(f) => &f.name,
+            OutputConfig::S3(o) => &o.name,
         }
     }
 }
 
 impl Output {
-    /// How the engine drives it.
-    pub fn engine(&self) -> &EngineSettings {
+    /// How the engine drives it (`None`: the `s3` output, which has a loop
+    /// of its own).
+    pub fn engine(&self) -> Option<&EngineSettings> {
         match self {
-            Output::Splunk(s) => &s.engine,
-            Output::File(f) => &f.engine,
+            Output::Splunk(s) => Some(&s.engine),
+            Output::File(f) => Some(&f.engine),
+            Output::S3(_) => None,
         }
     }
 
     /// The output's name.
     pub fn name(&self) -> &str {
-        &self.engine().name
+        match self {
+            Output::Splunk(s) => &s.engine.name,
+            Output::File(f) => &f.engine.name,
+            Output::S3(o) => &o.name,
+        }
     }
 }
 
@@ -108,6 +120,7 @@ pub fn resolve_outputs(
         out.push(match c {
             OutputConfig::Splunk(s) => Output::Splunk(s.resolve(&key, secrets, rollup)?),
             OutputConfig::File(f) => Output::File(f.resolve(&key, data_dir, rollup)?),
+            OutputConfig::S3(o) => Output::S3(o.resolve(&key, secrets, rollup)?),
         });
     }
     Ok(out)

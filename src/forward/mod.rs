@@ -20,6 +20,7 @@ pub mod output_metrics;
 pub mod read_failures;
 pub mod rollups;
 pub mod routing;
+pub mod s3;
 pub mod source;
 pub mod splunk;
 pub mod stats;
@@ -43,6 +44,9 @@ pub enum ForwardSetupError {
     /// The Splunk client could not be built.
     #[error(transparent)]
     Splunk(#[from] splunk::SplunkSetupError),
+    /// The bucket client could not be built.
+    #[error(transparent)]
+    S3(#[from] s3::S3SetupError),
 }
 
 /// Starts the loop of one output; it ends when `shutdown` turns true.
@@ -52,7 +56,6 @@ pub fn spawn(
     data_dir: &Path,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ForwardSetupError> {
-    let settings = output.engine().clone();
     Ok(match output {
         Output::File(f) => {
             let writer = file::archive::ArchiveWriter::open(
@@ -61,11 +64,17 @@ pub fn spawn(
                 f.rotate_interval,
                 f.compression,
             )?;
-            Engine::spawn(settings, ctx, file::FileTransport::new(writer), shutdown)
+            Engine::spawn(
+                f.engine.clone(),
+                ctx,
+                file::FileTransport::new(writer),
+                shutdown,
+            )
         }
         Output::Splunk(o) => {
             let client = splunk::SplunkClient::new(o, data_dir)?;
-            Engine::spawn(settings, ctx, client, shutdown)
+            Engine::spawn(o.engine.clone(), ctx, client, shutdown)
         }
+        Output::S3(o) => s3::spawn(o, ctx, shutdown)?,
     })
 }

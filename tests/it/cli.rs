@@ -21,7 +21,9 @@ fn validate(config: &Path, cwd: &Path, apps_token: Option<&str>) -> (bool, Strin
         .current_dir(cwd)
         .env_remove("SLUICE_TOKEN_APPS");
     if let Some(t) = apps_token {
-        cmd.env("SLUICE_TOKEN_APPS", t);
+        cmd.env("SLUICE_TOKEN_APPS", t)
+            .env("SLUICE_S3_ACCESS_KEY_ID", "example-id")
+            .env("SLUICE_S3_SECRET_ACCESS_KEY", "example-secret");
     }
     let (status, out, err) = run_to_end(cmd);
     (status.success(), out, err)

@@ -1,0 +1,484 @@
+//! The `s3` output: every record, whole and in queue order, into NDJSON
+//! objects in an S3-compatible bucket (R2, MinIO, AWS). Not an engine
+//! transport: the engine's unit is an event batch, an object's is a run of
+//! whole records named by its record range. The contract:
+//!
+//! - an object holds the output's unreleased records `first..=last`, each
+//!   once, as one gzip member (or plain lines);
+//! - its range and key are stored and flushed before its upload starts, so
+//!   after a crash the same records go to the same key again (no duplicate
+//!   objects, nothing half-written left as the only copy);
+//! - a record is released for this output only once the object holding it
+//!   is complete; until then it stays in the queue, whatever the bucket does;
+//! - on shutdown the open object is completed and uploaded (tried for
+//!   [`SHUTDOWN_WAIT`]; what does not make it is uploaded after the restart).
+//!
+//! Memory: the open object (at most `max_object_bytes`, or one record's
+//! member when a single record is larger) plus the record being rendered.
+
+pub mod config;
+pub mod object;
+pub mod record;
+pub mod upload;
+
+use super::context::ForwardContext;
+use super::output_metrics::OutputMetrics;
+use super::read_failures::ReadFailures;
+use super::status::{LastErrors, OutputStatus};
+use crate::queue::{DeadLetter, RecordId};
+use config::S3Output;
+use object::{object_key, OpenObject};
+use record::{Member, Rendering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use upload::Bucket;
+
+pub use upload::S3SetupError;
+
+/// The label of the bucket in metrics.
+pub const DESTINATION: &str = "bucket";
+/// How long stopping keeps trying to upload the open object.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
+/// First wait after a failed upload or write.
+const RETRY_INITIAL: Duration = Duration::from_millis(500);
+/// Longest wait after failures.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Records looked at per pass.
+const RECORDS_PER_PASS: usize = 64;
+
+/// Starts the output; it ends when `shutdown` turns true and its open
+/// object is uploaded (or [`SHUTDOWN_WAIT`] passed).
+pub fn spawn(
+    o: &S3Output,
+    ctx: ForwardContext,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, S3SetupError> {
+    let bucket = Arc::new(Bucket::new(o)?);
+    let m = OutputMetrics::bind(&ctx.metrics, &o.name, &[DESTINATION.to_string()]);
+    let rendering = Rendering {
+        compression: o.compression,
+        enrich: o.enrich,
+        routing: o.routing.clone(),
+        node: Arc::clone(&ctx.hostname),
+        max_event_bytes: ctx.max_event_bytes,
+    };
+    let out = S3Sink {
+        o: o.clone(),
+        ctx,
+        bucket,
+        m,
+        rendering,
+        open: None,
+        next: 0,
+        read_failures: ReadFailures::new(),
+        errors: LastErrors::default(),
+        shutdown,
+        stopping_since: None,
+        dead_lettered: 0,
+        corrupt: 0,
+    };
+    Ok(tokio::spawn(out.run()))
+}
+
+struct S3Sink {
+    o: S3Output,
+    ctx: ForwardContext,
+    bucket: Arc<Bucket>,
+    m: OutputMetrics,
+    rendering: Rendering,
+    open: Option<OpenObject>,
+    /// Records below this are in an object (or released, or given up).
+    next: RecordId,
+    read_failures: ReadFailures,
+    errors: LastErrors,
+    shutdown: watch::Receiver<bool>,
+    /// When stopping began (uploads then give up after [`SHUTDOWN_WAIT`]).
+    stopping_since: Option<Instant>,
+    dead_lettered: u64,
+    corrupt: u64,
+}
+
+/// What reading a record gave.
+enum Read {
+    Member(Member),
+    Gone,
+    /// Try again later (the store is being reopened, or a retry is due).
+    Later,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl S3Sink {
+    async fn run(mut self) {
+        tracing::info!(output = %self.o.name, bucket = %self.o.bucket, endpoint = ?self.o.endpoint, "s3 output started");
+        self.m.dests[0].up.set(1);
+        self.recover().await;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.stopping() {
+            // Registered before looking, so an append meanwhile wakes the wait.
+            let queue = Arc::clone(&self.ctx.queue);
+            let appended = queue.appended();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let progressed = self.fill().await;
+            if self.open.as_ref().is_some_and(|o| {
+                o.due(
+                    self.o.max_object_bytes,
+                    self.o.max_object_age,
+                    Instant::now(),
+                )
+            }) {
+                self.close_open().await;
+            }
+            self.publish();
+            if progressed {
+                continue;
+            }
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = appended => {}
+                _ = housekeeping.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        self.stopping_since.get_or_insert_with(Instant::now);
+        // Everything the queue holds now goes into objects before exit,
+        // as far as the wait allows.
+        while self.fill().await {}
+        self.close_open().await;
+        self.publish();
+        tracing::info!(output = %self.o.name, "s3 output stopped");
+    }
+
+    fn stopping(&mut self) -> bool {
+        if *self.shutdown.borrow() {
+            self.stopping_since.get_or_insert_with(Instant::now);
+            return true;
+        }
+        false
+    }
+
+    /// Whether a stop has waited long enough: uploads give up then (the
+    /// records stay queued for the next start).
+    fn out_of_time(&self) -> bool {
+        self.stopping_since
+            .is_some_and(|t| t.elapsed() >= SHUTDOWN_WAIT)
+    }
+
+    /// Objects a crash left begun: the same records to the same key.
+    async fn recover(&mut self) {
+        let begun = match self.ctx.queue.begun_objects(&self.o.name) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(output = %self.o.name, error = %e, "cannot read the objects begun before the restart");
+                return;
+            }
+        };
+        for b in begun {
+            tracing::info!(output = %self.o.name, key = %b.key, first = b.first, last = b.last, "completing an object begun before the restart");
+            let mut obj: Option<OpenObject> = None;
+            let ids: Vec<RecordId> = self
+                .ctx
+                .queue
+                .ids_from(b.first)
+                .take_while(|id| *id <= b.last)
+                .collect();
+            for id in ids {
+                if self.ctx.queue.is_released(id, &self.o.name) {
+                    continue;
+                }
+                loop {
+                    match self.read(id).await {
+                        Read::Member(m) => {
+                            match obj.as_mut() {
+                                Some(o) => o.push(id, &m.bytes, m.events),
+                                None => {
+                                    obj =
+                                        Some(OpenObject::new(id, m.received_ms, m.bytes, m.events))
+                                }
+                            }
+                            break;
+                        }
+                        Read::Gone => break,
+                        Read::Later if self.stopping() && self.out_of_time() => return,
+                        Read::Later => tokio::time::sleep(RETRY_INITIAL).await,
+                    }
+                }
+            }
+            match obj {
+                Some(o) => {
+                    if !self.complete(o, Some(b.key.clone())).await {
+                        return;
+                    }
+                }
+                None => self.end_object(b.first).await,
+            }
+            self.next = self.next.max(b.last + 1);
+        }
+    }
+
+    /// Adds the records waiting, in order, to the open object (closing it
+    /// when the next one does not fit); true when it took any.
+    async fn fill(&mut self) -> bool {
+        let queue = Arc::clone(&self.ctx.queue);
+        let limit = queue.readable_before();
+        let ids: Vec<RecordId> = queue
+            .ids_from(self.next)
+            .take_while(|id| *id < limit)
+            .take(RECORDS_PER_PASS)
+            .collect();
+        let mut took = false;
+        for id in ids {
+            if self.out_of_time() {
+                return false;
+            }
+            if queue.is_released(id, &self.o.name) {
+                self.next = id + 1;
+                continue;
+            }
+            let m = match self.read(id).await {
+                Read::Member(m) => m,
+                Read::Gone => {
+                    self.next = id + 1;
+                    continue;
+                }
+                Read::Later => return took,
+            };
+            if let Some(o) = &self.open {
+                if !o.fits(m.bytes.len(), self.o.max_object_bytes) {
+                    self.close_open().await;
+                    if self.open.is_some() {
+                        // Not uploaded (stopping): this record waits for the restart.
+                        return false;
+                    }
+                }
+            }
+            for (number, head) in &m.oversize {
+                self.letter(
+                    id,
+                    *number,
+                    "oversize",
+                    String::from_utf8_lossy(head).into_owned(),
+                );
+            }
+            match self.open.as_mut() {
+                Some(o) => o.push(id, &m.bytes, m.events),
+                None => self.open = Some(OpenObject::new(id, m.received_ms, m.bytes, m.events)),
+            }
+            self.next = id + 1;
+            took = true;
+            if self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.body.len() as u64 >= self.o.max_object_bytes)
+            {
+                self.close_open().await;
+            }
+        }
+        took
+    }
+
+    /// Renders record `id` on a blocking thread; a record that keeps
+    /// failing is given up as corrupt (a dead letter, released here).
+    async fn read(&mut self, id: RecordId) -> Read {
+        let queue = Arc::clone(&self.ctx.queue);
+        let how = self.rendering.clone();
+        let tokens = self.ctx.tokens.current();
+        let enricher = self.ctx.enricher.current();
+        let rendered = tokio::task::spawn_blocking(move || {
+            record::member(&queue, id, &how, &tokens, enricher.as_deref())
+        })
+        .await;
+        match rendered {
+            Ok(Ok(Some(m))) => {
+                self.read_failures.forget(id);
+                Read::Member(m)
+            }
+            Ok(Ok(None)) => Read::Gone,
+            Ok(Err(e)) if e.is_transient() => Read::Later,
+            Ok(Err(e)) => {
+                tracing::error!(output = %self.o.name, record = id, error = %e, "a queued record cannot be read");
+                if !self.read_failures.failed(id, Instant::now()) {
+                    return Read::Later;
+                }
+                self.corrupt += 1;
+                self.m.corrupt_records.inc();
+                self.errors.note(
+                    None,
+                    format!("record {id} unreadable; dead-lettered as corrupt"),
+                );
+                let letter =
+                    serde_json::json!({ "record": id, "error": e.to_string() }).to_string();
+                self.letter(id, 0, &format!("corrupt: {e}"), letter);
+                self.release(&[id]).await;
+                Read::Gone
+            }
+            Err(e) => {
+                tracing::error!(output = %self.o.name, record = id, error = %e, "rendering a record failed");
+                Read::Later
+            }
+        }
+    }
+
+    fn letter(&mut self, record: RecordId, number: u64, reason: &str, event: String) {
+        let letter = DeadLetter {
+            output: self.o.name.clone(),
+            record,
+            event_number: number,
+            reason: reason.to_string(),
+            time_ms: now_ms(),
+            event,
+        };
+        match self.ctx.queue.dead_letter(&letter) {
+            Ok(_) => {
+                self.dead_lettered += 1;
+                self.m.dead_lettered.inc();
+            }
+            Err(e) => {
+                tracing::error!(output = %self.o.name, record, error = %e, "cannot store a dead letter")
+            }
+        }
+    }
+
+    async fn close_open(&mut self) {
+        if let Some(o) = self.open.take() {
+            if !self.complete(o, None).await {
+                tracing::warn!(output = %self.o.name, "stopped before the open object was uploaded; its records stay queued and go up after the restart");
+            }
+        }
+    }
+
+    /// Stores the object's range, uploads it (to `key`, or the key of its
+    /// range) until it is complete, then releases its records. False when
+    /// stopping ran out of time first (nothing is released then).
+    async fn complete(&mut self, o: OpenObject, key: Option<String>) -> bool {
+        let Some((first, last)) = o.range() else {
+            return true;
+        };
+        let key = key.unwrap_or_else(|| {
+            object_key(
+                &self.o.prefix,
+                &self.ctx.hostname,
+                first,
+                last,
+                o.first_received_ms,
+                self.o.compression,
+            )
+        });
+        let mut wait = RETRY_INITIAL;
+        while let Err(e) = self.ctx.queue.begin_object(&self.o.name, first, last, &key) {
+            tracing::error!(output = %self.o.name, error = %e, "cannot record the object about to be written; trying again");
+            if !self.back_off(&mut wait).await {
+                return false;
+            }
+        }
+        let body = bytes::Bytes::from(o.body);
+        let mut wait = RETRY_INITIAL;
+        loop {
+            let started = Instant::now();
+            match self.bucket.put(&key, body.clone()).await {
+                Ok(()) => {
+                    self.m.request(0, "ok");
+                    self.m.dests[0].up.set(1);
+                    tracing::debug!(output = %self.o.name, key = %key, bytes = body.len(), records = o.records.len(), seconds = started.elapsed().as_secs_f64(), "object written");
+                    break;
+                }
+                Err(e) => {
+                    self.m.request(0, "error");
+                    self.m.dests[0].up.set(0);
+                    self.m.dests[0].retries.inc();
+                    tracing::warn!(output = %self.o.name, key = %key, error = %e, "object upload failed; trying again");
+                    self.errors.note(Some(DESTINATION), format!("{key}: {e}"));
+                    self.publish();
+                    if !self.back_off(&mut wait).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.m.delivered.inc_by(o.events);
+        self.release(&o.records).await;
+        self.end_object(first).await;
+        true
+    }
+
+    /// Waits before the next try; false when stopping ran out of time.
+    async fn back_off(&mut self, wait: &mut Duration) -> bool {
+        if self.stopping() && self.out_of_time() {
+            return false;
+        }
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(*wait) => {}
+            _ = shutdown.changed() => {}
+        }
+        *wait = (*wait * 2).min(RETRY_MAX);
+        !(self.stopping() && self.out_of_time())
+    }
+
+    async fn release(&mut self, records: &[RecordId]) {
+        let outputs: Vec<String> = self.ctx.outputs.iter().cloned().collect();
+        let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        for &id in records {
+            let mut wait = RETRY_INITIAL;
+            // A release that fails is tried again: until it is stored the
+            // record would be written again after a restart.
+            while let Err(e) = self.ctx.queue.release(id, &self.o.name, &names) {
+                tracing::error!(output = %self.o.name, record = id, error = %e, "releasing a written record failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+                if self.out_of_time() {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn end_object(&mut self, first: RecordId) {
+        if let Err(e) = self.ctx.queue.end_object(&self.o.name, first) {
+            // Harmless but for a rewrite of the same object after a restart.
+            tracing::warn!(output = %self.o.name, error = %e, "cannot forget a completed object");
+        }
+    }
+
+    /// The status page's view of this output.
+    fn publish(&self) {
+        let queue = &self.ctx.queue;
+        // Records below `next` are in the open object or written.
+        let oldest = self
+            .open
+            .as_ref()
+            .and_then(|o| o.range())
+            .map(|(first, _)| first)
+            .or_else(|| queue.ids_from(self.next).next())
+            .and_then(|id| queue.received_ms(id))
+            .map_or(0.0, |t| now_ms().saturating_sub(t) as f64 / 1000.0);
+        self.m.oldest.set(oldest);
+        let up = self.m.dests[0].up.get() == 1;
+        self.ctx.board.publish(OutputStatus {
+            output: self.o.name.clone(),
+            kind: "s3",
+            events_out: self.m.delivered.get(),
+            resent: 0,
+            dead_lettered: self.m.dead_lettered.get(),
+            dead_letters: queue.dead_letter_count(&self.o.name) as u64,
+            corrupt_records: self.corrupt,
+            oldest_undelivered_age_s: oldest,
+            paused: false,
+            indexers_up: usize::from(up),
+            indexers_total: 1,
+            indexers: vec![super::stats::IndexerStats {
+                url: DESTINATION.to_string(),
+                up,
+                pending_acks: 0,
+            }],
+            last_errors: self.errors.to_vec(),
+        });
+    }
+}
