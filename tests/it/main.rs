@@ -20,6 +20,7 @@ mod hec_sink;
 mod mtls;
 mod operate;
 mod rollup;
+mod s3;
 mod scaleout;
 mod shutdown;
 mod smoke;

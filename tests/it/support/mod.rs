@@ -5,6 +5,7 @@
 
 pub mod hec_sink;
 pub mod process;
+pub mod s3;
 
 use self::hec_sink::HecSink;
 use flate2::write::GzEncoder;
