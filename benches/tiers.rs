@@ -13,7 +13,7 @@
 //! 300 samples/s, a record every 30 s: 1.08 M samples).
 
 mod common;
-use common::logpush_meta;
+use common::{fill_scenario, limits};
 
 use flate2::write::GzEncoder;
 use sluice::enrich::config::EnrichConfig;
@@ -23,9 +23,8 @@ use sluice::forward::config::Output;
 use sluice::forward::context::{ForwardContext, TokenMeta, TokenMetas};
 use sluice::forward::file::config::FileConfig;
 use sluice::forward::routing::EventsRoute;
-use sluice::loadgen::scenario::{Scenario, ScenarioOptions, Timestamps};
 use sluice::metrics::Metrics;
-use sluice::queue::{BodyEncoding, Queue, QueueLimits};
+use sluice::queue::Queue;
 use sluice::rollup::config::RollupSettings;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -35,46 +34,6 @@ use std::time::Duration;
 
 /// Splunk licenses a metric measurement as this many bytes.
 const METRIC_LICENSE_BYTES: u64 = 150;
-
-fn limits() -> QueueLimits {
-    QueueLimits {
-        max_bytes: u64::MAX,
-        min_free_bytes: 0,
-        cache_bytes: 32 << 20,
-    }
-}
-
-/// Fills a queue with an hour of scenario records; returns (samples, drops).
-async fn fill(dir: &Path, per_s: usize, every_s: usize) -> (u64, u64) {
-    let q = Queue::open(dir, limits()).expect("queue");
-    let mut scenario = Scenario::new(ScenarioOptions {
-        timestamps: Timestamps::Rfc3339,
-        legacy_names: false,
-        seed: 7,
-    });
-    let start = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    let (mut samples, mut drops) = (0u64, 0u64);
-    for k in 0..3600 / every_s {
-        let at = start + time::Duration::seconds((k * every_s) as i64);
-        let mut body = Vec::new();
-        let truth = scenario.next_batch_at(per_s * every_s, at, &mut body);
-        samples += truth.records;
-        drops += truth
-            .by_system_outcome
-            .iter()
-            .filter(|(k, _)| k.ends_with("/drop"))
-            .map(|(_, n)| n)
-            .sum::<u64>();
-        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&body).expect("gzip");
-        let stored = gz.finish().expect("gzip");
-        let meta = logpush_meta(truth.records, body.len() as u64, BodyEncoding::Gzip);
-        let p = q.append(&meta, &stored).expect("append");
-        q.commit(p).await.expect("commit");
-    }
-    q.flush().expect("flush");
-    (samples, drops)
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -201,7 +160,9 @@ async fn run() {
     let every_s = args.get(1).copied().unwrap_or(30).clamp(1, 3600);
     let base = tempfile::tempdir().expect("tempdir");
     let source = base.path().join("source");
-    let (samples, drops) = fill(&source, per_s, every_s).await;
+    let start = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let (samples, drops) =
+        fill_scenario(&source, 3600 / every_s, per_s * every_s, start, every_s).await;
     println!(
         "one hour of --scenario ddos: {samples} samples at {per_s}/s, a record every {every_s} s; drops {:.1} % of samples",
         drops as f64 * 100.0 / samples as f64

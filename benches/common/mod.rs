@@ -17,7 +17,12 @@ pub fn rss_mb() -> u64 {
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds (user + system) process `pid` ("self": this one) has used.
+pub fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at state.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -62,4 +67,58 @@ pub fn logpush_meta(
         encoding,
         decoded_bytes,
     }
+}
+
+/// Queue limits that never refuse (benchmarks fill what they measure).
+pub fn limits() -> sluice::queue::QueueLimits {
+    sluice::queue::QueueLimits {
+        max_bytes: u64::MAX,
+        min_free_bytes: 0,
+        cache_bytes: 32 << 20,
+    }
+}
+
+/// Fills a queue at `dir` with `records` Logpush batches of `lines`
+/// `--scenario ddos` samples each (gzip level 1), the k-th sent at
+/// `start + k × every_s`; returns (samples, drops).
+pub async fn fill_scenario(
+    dir: &std::path::Path,
+    records: usize,
+    lines: usize,
+    start: time::OffsetDateTime,
+    every_s: usize,
+) -> (u64, u64) {
+    use sluice::loadgen::scenario::{Scenario, ScenarioOptions, Timestamps};
+    use std::io::Write;
+    let q = sluice::queue::Queue::open(dir, limits()).expect("queue");
+    let mut scenario = Scenario::new(ScenarioOptions {
+        timestamps: Timestamps::Rfc3339,
+        legacy_names: false,
+        seed: 7,
+    });
+    let (mut samples, mut drops) = (0u64, 0u64);
+    for k in 0..records {
+        let at = start + time::Duration::seconds((k * every_s) as i64);
+        let mut body = Vec::new();
+        let truth = scenario.next_batch_at(lines, at, &mut body);
+        samples += truth.records;
+        drops += truth
+            .by_system_outcome
+            .iter()
+            .filter(|(k, _)| k.ends_with("/drop"))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).expect("gzip");
+        let stored = gz.finish().expect("gzip");
+        let meta = logpush_meta(
+            truth.records,
+            body.len() as u64,
+            sluice::queue::BodyEncoding::Gzip,
+        );
+        let p = q.append(&meta, &stored).expect("append");
+        q.commit(p).await.expect("commit");
+    }
+    q.flush().expect("flush");
+    (samples, drops)
 }

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod object;
 pub mod record;
+pub mod renderer;
 pub mod upload;
 
 use super::context::ForwardContext;
@@ -63,12 +64,23 @@ pub fn spawn(
         node: Arc::clone(&ctx.hostname),
         max_event_bytes: ctx.max_event_bytes,
     };
+    let renderer = renderer::Renderer::start(
+        &o.name,
+        Arc::clone(&ctx.queue),
+        rendering,
+        Arc::clone(&ctx.tokens),
+        Arc::clone(&ctx.enricher),
+    )
+    .map_err(|e| S3SetupError::Thread {
+        output: o.name.clone(),
+        source: e,
+    })?;
     let out = S3Sink {
         o: o.clone(),
         ctx,
         bucket,
         m,
-        rendering,
+        renderer,
         open: None,
         next: 0,
         read_failures: ReadFailures::new(),
@@ -86,7 +98,7 @@ struct S3Sink {
     ctx: ForwardContext,
     bucket: Arc<Bucket>,
     m: OutputMetrics,
-    rendering: Rendering,
+    renderer: renderer::Renderer,
     open: Option<OpenObject>,
     /// Records below this are in an object (or released, or given up).
     next: RecordId,
@@ -284,25 +296,17 @@ impl S3Sink {
         took
     }
 
-    /// Renders record `id` on a blocking thread; a record that keeps
+    /// Renders record `id` on the renderer thread; a record that keeps
     /// failing is given up as corrupt (a dead letter, released here).
     async fn read(&mut self, id: RecordId) -> Read {
-        let queue = Arc::clone(&self.ctx.queue);
-        let how = self.rendering.clone();
-        let tokens = self.ctx.tokens.current();
-        let enricher = self.ctx.enricher.current();
-        let rendered = tokio::task::spawn_blocking(move || {
-            record::member(&queue, id, &how, &tokens, enricher.as_deref())
-        })
-        .await;
-        match rendered {
-            Ok(Ok(Some(m))) => {
+        match self.renderer.render(id).await {
+            Some(Ok(Some(m))) => {
                 self.read_failures.forget(id);
                 Read::Member(m)
             }
-            Ok(Ok(None)) => Read::Gone,
-            Ok(Err(e)) if e.is_transient() => Read::Later,
-            Ok(Err(e)) => {
+            Some(Ok(None)) => Read::Gone,
+            Some(Err(e)) if e.is_transient() => Read::Later,
+            Some(Err(e)) => {
                 tracing::error!(output = %self.o.name, record = id, error = %e, "a queued record cannot be read");
                 if !self.read_failures.failed(id, Instant::now()) {
                     return Read::Later;
@@ -319,8 +323,8 @@ impl S3Sink {
                 self.release(&[id]).await;
                 Read::Gone
             }
-            Err(e) => {
-                tracing::error!(output = %self.o.name, record = id, error = %e, "rendering a record failed");
+            None => {
+                tracing::error!(output = %self.o.name, record = id, "the renderer thread is gone");
                 Read::Later
             }
         }

@@ -13,15 +13,27 @@ pub const MULTIPART_ABOVE: usize = 16 << 20;
 /// Size of each part but the last (S3 and R2 want at least 5 MiB).
 pub const PART_BYTES: usize = 8 << 20;
 
-/// The bucket client could not be built.
+/// The output could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("s3 output {output}: {source}")]
-pub struct S3SetupError {
-    /// The output.
-    pub output: String,
-    /// Why.
-    #[source]
-    pub source: object_store::Error,
+pub enum S3SetupError {
+    /// The bucket client could not be built.
+    #[error("s3 output {output}: {source}")]
+    Client {
+        /// The output.
+        output: String,
+        /// Why.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The renderer thread could not start.
+    #[error("s3 output {output}: cannot start its thread: {source}")]
+    Thread {
+        /// The output.
+        output: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One output's bucket.
@@ -56,7 +68,7 @@ impl Bucket {
                 .with_virtual_hosted_style_request(false)
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        let store = b.build().map_err(|source| S3SetupError {
+        let store = b.build().map_err(|source| S3SetupError::Client {
             output: o.name.clone(),
             source,
         })?;
