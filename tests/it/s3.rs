@@ -245,3 +245,25 @@ async fn kill_9_mid_upload_then_restart_writes_every_acknowledged_line_once() {
     let status = tokio::task::block_in_place(|| proc.wait_exit(Duration::from_secs(60)));
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_the_open_object_is_uploaded_before_exit() {
+    let Some(moto) = Moto::start("s3::on_shutdown").await else {
+        return;
+    };
+    // An object that would stay open for an hour.
+    let outputs = s3_output("s3", moto.addr, "stop", "max_object_age = \"1h\"");
+    let (dir, mut server) = start_in_tempdir(|dir| config_with_outputs(dir, "", &outputs)).await;
+    let client = server.http1();
+    let lines: Vec<String> = sample_lines().into_iter().take(120).collect();
+    post_logpush(&server, &client, lines.join("\n").as_bytes(), "").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(moto.objects("stop").await.is_empty(), "still open");
+    server.stop().await;
+    let objects = moto.objects("stop").await;
+    assert_eq!(objects.len(), 1);
+    assert_eq!(counts(&objects), count_of(&lines));
+    // And the queue let the record go.
+    let queue = open_queue(dir.path());
+    assert_eq!(queue.stats().records, 0);
+}

@@ -19,7 +19,19 @@ type Reply = oneshot::Sender<Result<Option<Member>, SourceError>>;
 
 /// Hands records to the renderer thread.
 pub struct Renderer {
-    tx: mpsc::Sender<(RecordId, Reply)>,
+    tx: Option<mpsc::Sender<(RecordId, Reply)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Renderer {
+    /// Ends the thread and waits for it (at most the record it is on), so
+    /// its handle on the queue is gone when the output has stopped.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Renderer {
@@ -32,7 +44,7 @@ impl Renderer {
         enricher: Arc<EnricherSlot>,
     ) -> std::io::Result<Renderer> {
         let (tx, rx) = mpsc::channel::<(RecordId, Reply)>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("s3-{name}"))
             .spawn(move || {
                 // SAFETY: setpriority on this thread's own id changes only its
@@ -48,13 +60,16 @@ impl Renderer {
                     let _ = reply.send(rendered);
                 }
             })?;
-        Ok(Renderer { tx })
+        Ok(Renderer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Renders record `id` (`Err(None)`: the thread is gone).
     pub async fn render(&self, id: RecordId) -> Option<Result<Option<Member>, SourceError>> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send((id, reply)).ok()?;
+        self.tx.as_ref()?.send((id, reply)).ok()?;
         rx.await.ok()
     }
 }
