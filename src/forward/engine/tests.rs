@@ -30,6 +30,8 @@ struct Log {
     unhealthy: Mutex<HashSet<usize>>,
     /// (destination, stats event) of each stats send.
     stats: Mutex<Vec<(usize, serde_json::Value)>>,
+    /// Each send's body.
+    bodies: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Log {
@@ -69,6 +71,7 @@ impl Transport for Fake {
                 v["event"].as_str().unwrap().to_string()
             })
             .collect();
+        self.log.bodies.lock().unwrap().push(request.body.to_vec());
         let attempt = {
             let mut sends = self.log.sends.lock().unwrap();
             sends.push((dest, events.clone(), Instant::now()));
@@ -162,11 +165,26 @@ async fn rig_failing(
     failing_writes: u64,
     script: impl Fn(usize, &[String], usize) -> SendOutcome + Send + Sync + 'static,
 ) -> Rig {
+    let bodies: Vec<(String, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ((0..*n).map(|j| format!("r{i}e{j}\n")).collect(), *n))
+        .collect();
+    rig_bodies(s, dests, &bodies, failing_writes, script).await
+}
+
+/// [`rig_failing`] with the records' bodies given (text, lines).
+async fn rig_bodies(
+    s: EngineSettings,
+    dests: usize,
+    records: &[(String, usize)],
+    failing_writes: u64,
+    script: impl Fn(usize, &[String], usize) -> SendOutcome + Send + Sync + 'static,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let limits = QueueLimits::roomy();
     let queue = Arc::new(Queue::open(dir.path(), limits).unwrap());
-    for (i, n) in records.iter().enumerate() {
-        let body: String = (0..*n).map(|j| format!("r{i}e{j}\n")).collect();
+    for (body, n) in records {
         let meta = RecordMeta {
             received_ms: now_ms(),
             token: "t".into(),
@@ -576,5 +594,59 @@ async fn stats_events_report_the_output_outside_the_queue() {
     assert_eq!(e["version"], env!("CARGO_PKG_VERSION"));
     // Data sends never carry it.
     assert!(r.log.events().iter().all(|ev| !ev.contains("sluice:stats")));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_go_after_the_drops_and_a_resend_rebuilds_them_the_same() {
+    let sample = |system: &str, outcome: &str, n: u32| {
+        format!(
+            r#"{{"MitigationSystem":"{system}","Datetime":"2026-11-20T10:00:0{n}Z","Outcome":"{outcome}","SampleInterval":100,"IPTotalLength":60}}"#
+        )
+    };
+    let lines = [
+        sample("dosd", "drop", 1),
+        sample("dosd", "pass", 2),
+        sample("magic-firewall", "pass", 3),
+        sample("flowtrackd", "drop", 4),
+    ];
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let mut s = settings();
+    s.limits.max_events = 100;
+    s.routing = super::super::routing::Routing::resolve(
+        "out",
+        super::super::routing::EventsRoute::Drops,
+        true,
+        &Arc::new(crate::rollup::config::RollupSettings::default()),
+    )
+    .unwrap();
+    // The first send fails: the batch, rollups and all, is rebuilt from the queue.
+    let r = rig_bodies(s, 1, &[(body, 4)], 0, |_, _, attempt| match attempt {
+        0 => SendOutcome::Retry { after: None },
+        _ => SendOutcome::Delivered,
+    })
+    .await;
+    r.drained().await;
+    let bodies = r.log.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0], bodies[1], "the resend is the same body");
+    let events: Vec<serde_json::Value> = bodies[1]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    // The two drops, then one rollup per system and outcome (passes included).
+    assert_eq!(events[0]["event"], lines[0].as_str());
+    assert_eq!(events[1]["event"], lines[3].as_str());
+    let rollups = &events[2..];
+    assert_eq!(rollups.len(), 4);
+    assert!(rollups.iter().all(|e| e["event"] == "metric"));
+    let packets: u64 = rollups
+        .iter()
+        .map(|e| e["fields"]["metric_name:nal.est_packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(packets, 400);
+    // Two passes left out count as handled: 2 drops + 4 rollups delivered.
+    assert_eq!(r.counted("delivered"), 6);
     r.stop().await;
 }
