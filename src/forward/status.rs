@@ -51,7 +51,7 @@ impl LastErrors {
 pub struct OutputStatus {
     /// The output's name.
     pub output: String,
-    /// `splunk` or `file`.
+    /// `splunk`, `file` or `s3`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Events delivered since start.
