@@ -267,3 +267,36 @@ async fn on_shutdown_the_open_object_is_uploaded_before_exit() {
     let queue = open_queue(dir.path());
     assert_eq!(queue.stats().records, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_upload_does_not_hold_the_stop_and_goes_up_after_the_restart() {
+    let Some(moto) = Moto::start("s3::a_hanging_upload").await else {
+        return;
+    };
+    let proxy = Proxy::start(moto.addr).await;
+    proxy.set(Mode::Stall);
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = s3_output("s3", proxy.addr, "hang", "max_object_age = \"1s\"");
+    let text = config_with_outputs(dir.path(), "", &outputs);
+    let mut server = TestServer::start_text(dir.path(), &text).await;
+    let lines: Vec<String> = sample_lines().into_iter().take(60).collect();
+    post_logpush(&server, &server.http1(), lines.join("\n").as_bytes(), "").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t0 = Instant::now();
+    server.stop().await;
+    let took = t0.elapsed();
+    assert!(
+        took < sluice::forward::s3::SHUTDOWN_WAIT + Duration::from_secs(20),
+        "stop took {took:?}"
+    );
+    assert!(moto.objects("hang").await.is_empty());
+    proxy.set(Mode::Flow);
+    let mut server = TestServer::start_text(dir.path(), &text).await;
+    let deadline = Instant::now() + WAIT;
+    while server.queue_stats().records > 0 {
+        assert!(Instant::now() < deadline, "not uploaded after the restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(counts(&moto.objects("hang").await), count_of(&lines));
+    server.stop().await;
+}

@@ -119,6 +119,23 @@ enum Read {
     Later,
 }
 
+/// Resolves once a stop has waited [`SHUTDOWN_WAIT`] (`since`: when it
+/// began, if it has); never while the output runs.
+async fn stop_deadline(mut shutdown: watch::Receiver<bool>, since: Option<Instant>) {
+    let since = match since {
+        Some(t) => t,
+        None => {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Instant::now()
+        }
+    };
+    tokio::time::sleep_until((since + SHUTDOWN_WAIT).into()).await;
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -223,14 +240,14 @@ impl S3Sink {
                     }
                 }
             }
-            match obj {
-                Some(o) => {
-                    if !self.complete(o, Some(b.key.clone())).await {
-                        return;
-                    }
+            if let Some(o) = obj {
+                if !self.complete(o, Some(b.key.clone())).await {
+                    return;
                 }
-                None => self.end_object(b.first).await,
             }
+            // Its first record may have left meanwhile: the mark of the
+            // range as begun goes too.
+            self.end_object(b.first).await;
             self.next = self.next.max(b.last + 1);
         }
     }
@@ -386,7 +403,18 @@ impl S3Sink {
         let mut wait = RETRY_INITIAL;
         loop {
             let started = Instant::now();
-            match self.bucket.put(&key, body.clone()).await {
+            // An upload hanging at shutdown must not hold the stop past the wait.
+            let put = self.bucket.put(&key, body.clone());
+            let deadline = stop_deadline(self.shutdown.clone(), self.stopping_since);
+            let put = tokio::select! {
+                r = put => Some(r),
+                _ = deadline => None,
+            };
+            let Some(put) = put else {
+                self.stopping();
+                return false;
+            };
+            match put {
                 Ok(()) => {
                     self.m.request(0, "ok");
                     self.m.dests[0].up.set(1);
