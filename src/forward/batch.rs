@@ -66,7 +66,8 @@ struct Gzip {
 }
 
 enum Sink {
-    Gzip(Gzip),
+    // Boxed: zlib-rs's compressor state is larger than a Vec.
+    Gzip(Box<Gzip>),
     Plain(Vec<u8>),
 }
 
@@ -217,7 +218,7 @@ impl BatchBuilder {
         // the body several times over (memmove was ~8 % of a drain).
         let room = |cap: u64| pool.take(cap.min(MAX_RESERVE) as usize);
         let sink = match limits.compression {
-            Compression::Gzip => Sink::Gzip(pool.gzip(room(limits.max_compressed_bytes))),
+            Compression::Gzip => Sink::Gzip(Box::new(pool.gzip(room(limits.max_compressed_bytes)))),
             Compression::None => Sink::Plain(room(limits.max_bytes)),
         };
         BatchBuilder {
