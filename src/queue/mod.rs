@@ -257,6 +257,21 @@ impl Queue {
         self.failing_writes.store(n, Ordering::SeqCst);
     }
 
+    /// Test hook: runs `f` with the store out of its slot, as during a
+    /// reopen (readers get the transient `Reopening`).
+    #[cfg(test)]
+    pub(crate) fn while_reopening<R>(&self, f: impl FnOnce() -> R) -> R {
+        let store = self
+            .slot
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let out = f();
+        *self.slot.store.write().unwrap_or_else(|e| e.into_inner()) = store;
+        out
+    }
+
     /// How many body readers were opened so far.
     #[cfg(test)]
     pub(crate) fn readers_opened(&self) -> u64 {
@@ -524,24 +539,31 @@ impl Queue {
         }
     }
 
-    fn index_entry(&self, id: RecordId) -> Option<IndexEntry> {
-        self.store()
-            .ok()?
+    /// A record's index entry: `Ok(None)` only when the record is gone; a
+    /// store being reopened or an unreadable entry is an error, never
+    /// "gone", or a resend would count events as delivered unsent.
+    fn index_entry(&self, id: RecordId) -> Result<Option<IndexEntry>, QueueError> {
+        let Some(v) = self
+            .store()?
             .index
             .get(key(id))
-            .ok()
-            .flatten()
-            .and_then(|v| IndexEntry::decode(&v).ok())
+            .map_err(|e| self.store_err(e))?
+        else {
+            return Ok(None);
+        };
+        IndexEntry::decode(&v)
+            .map(Some)
+            .map_err(|e| self.corrupt(CorruptRecord(format!("record {id}: {}", e.0))))
     }
 
-    /// Events of a queued record, from its index entry.
-    pub fn events_of(&self, id: RecordId) -> Option<u64> {
-        self.index_entry(id).map(|e| e.events)
+    /// Events of a queued record, from its index entry (`Ok(None)`: gone).
+    pub fn events_of(&self, id: RecordId) -> Result<Option<u64>, QueueError> {
+        Ok(self.index_entry(id)?.map(|e| e.events))
     }
 
-    /// Receive time (ms since the epoch) of a queued record.
+    /// Receive time (ms since the epoch) of a queued record, where readable.
     pub fn received_ms(&self, id: RecordId) -> Option<u64> {
-        self.index_entry(id).map(|e| e.received_ms)
+        self.index_entry(id).ok().flatten().map(|e| e.received_ms)
     }
 
     /// Whether a record is still queued.

@@ -398,9 +398,11 @@ pub fn rebuild(
     let mut line = Vec::new();
     let enricher = shared.enricher.current();
     for whole in segments {
-        let Some(events) = shared.queue.events_of(whole.record) else {
+        let events = match shared.queue.events_of(whole.record) {
+            Ok(Some(events)) => events,
             // Gone from the queue: nothing left to send.
-            continue;
+            Ok(None) => continue,
+            Err(e) => return Err((whole.record, e.into())),
         };
         let (own, rollups) = split(*whole, events);
         if let Some((from, count)) = rollups {
@@ -523,7 +525,7 @@ fn rollup_lines(
 /// dead letters: what could not be read stays empty).
 pub fn segment_text(shared: &BuildShared, whole: Segment) -> Vec<u8> {
     let mut text = Vec::new();
-    let Some(events) = shared.queue.events_of(whole.record) else {
+    let Ok(Some(events)) = shared.queue.events_of(whole.record) else {
         return text;
     };
     let (own, rollups) = split(whole, events);

@@ -246,4 +246,36 @@ mod tests {
         drop(builders);
         assert_eq!(Arc::strong_count(&queue), 1);
     }
+
+    /// A resend rebuilt while the store is being reopened (after a disk-full
+    /// write error) once found no index entry, took the record for gone and
+    /// sent nothing: the engine then counted the batch delivered.
+    #[tokio::test]
+    async fn a_resend_during_a_reopen_is_an_error_not_an_empty_batch() {
+        use crate::forward::source::{Route, Segment};
+        use crate::queue::{BodyEncoding, DataEndpoint, RecordMeta};
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
+        let meta = RecordMeta::plain(DataEndpoint::Raw, BodyEncoding::Identity, 4, 2);
+        let p = queue.append(&meta, b"a\nb\n").unwrap();
+        queue.commit(p).await.unwrap();
+        let shared = BuildShared::for_tests(Arc::clone(&queue), Compression::None);
+        let whole = [Segment {
+            record: 0,
+            first: 0,
+            count: 2,
+        }];
+        let during = queue.while_reopening(|| job::rebuild(&shared, &whole, Route::Event));
+        match during {
+            Err((0, e)) => assert!(e.is_transient(), "{e}"),
+            Err((r, e)) => panic!("record {r}: {e}"),
+            Ok(body) => panic!("rebuilt as {:?}", body.map(|b| b.body.len())),
+        }
+        let after = job::rebuild(&shared, &whole, Route::Event).unwrap();
+        assert!(after.is_some_and(|b| !b.body.is_empty()));
+        queue.remove(0).unwrap();
+        assert!(job::rebuild(&shared, &whole, Route::Event)
+            .unwrap()
+            .is_none());
+    }
 }

@@ -157,6 +157,8 @@ impl Planner {
 fn known_events(queue: &Arc<Queue>, id: RecordId) -> Option<u64> {
     queue
         .events_of(id)
+        .ok()
+        .flatten()
         .or_else(|| queue.body_reader(id).ok().flatten().map(|(m, _)| m.events))
 }
 

@@ -86,7 +86,7 @@ impl<T: Transport> Engine<T> {
         self.planner.forget(record);
         // A record whose header cannot be read was never tracked: its index
         // entry says how many events it holds. Tracked before anything counts.
-        let indexed = self.ctx.queue.events_of(record).unwrap_or(0);
+        let indexed = self.ctx.queue.events_of(record).ok().flatten().unwrap_or(0);
         self.ledger.track(record, indexed);
         // Never read through: it has no rollups.
         self.ledger.settle_rollups(record);
