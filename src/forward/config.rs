@@ -120,7 +120,27 @@ pub fn resolve_outputs(
         out.push(match c {
             OutputConfig::Splunk(s) => Output::Splunk(s.resolve(&key, secrets, rollup)?),
             OutputConfig::File(f) => Output::File(f.resolve(&key, data_dir, rollup)?),
-            OutputConfig::S3(o) => Output::S3(o.resolve(&key, secrets, rollup)?),
+            OutputConfig::S3(o) => {
+                let o = o.resolve(&key, secrets, rollup)?;
+                // Keys name the node and the records, not the output: two
+                // outputs writing one place would overwrite each other.
+                let same = out.iter().find_map(|e| match e {
+                    Output::S3(e)
+                        if (&e.endpoint, &e.bucket, &e.prefix)
+                            == (&o.endpoint, &o.bucket, &o.prefix) =>
+                    {
+                        Some(e.name.clone())
+                    }
+                    _ => None,
+                });
+                if let Some(other) = same {
+                    return Err(Invalid::new(
+                        format!("{key}.prefix"),
+                        format!("output {other:?} writes to the same bucket and prefix; their objects' keys would collide"),
+                    ));
+                }
+                Output::S3(o)
+            }
         });
     }
     Ok(out)
@@ -198,5 +218,37 @@ mod tests {
             let e = outputs(toml).unwrap_err();
             assert!(e.contains(needle), "{needle} not in {e}");
         }
+    }
+
+    #[test]
+    fn two_s3_outputs_may_not_write_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = id\naws_secret_access_key = secret\n",
+        )
+        .unwrap();
+        let s3 = |name: &str, prefix: &str| {
+            format!(
+                "[[outputs]]\nname=\"{name}\"\ntype=\"s3\"\nbucket=\"b-1\"\nendpoint=\"https://r2.example\"\nprefix=\"{prefix}\"\ncredentials_file={:?}\n",
+                creds.display().to_string()
+            )
+        };
+        let e = outputs(&format!("{}{}", s3("all", "nal/"), s3("drops", "/nal"))).unwrap_err();
+        assert!(
+            e.contains("outputs[1].prefix") && e.contains("\"all\""),
+            "{e}"
+        );
+        assert_eq!(
+            outputs(&format!(
+                "{}{}",
+                s3("all", "nal/all"),
+                s3("drops", "nal/drops")
+            ))
+            .unwrap()
+            .len(),
+            2
+        );
     }
 }

@@ -136,9 +136,14 @@ impl S3Config {
                         ))
                     }
                 }
-                Some(e.trim_end_matches('/').to_string())
+                // As parsed: a scheme written `HTTP://` is `http://` from here on.
+                parsed.map(|u| u.as_str().trim_end_matches('/').to_string())
             }
         };
+        let prefix = self.prefix.trim_matches('/');
+        if let Err(why) = valid_prefix(prefix) {
+            return Err(Invalid::new(k("prefix"), why));
+        }
         let region = match (&self.region, &endpoint) {
             (Some(r), _) if !r.trim().is_empty() => r.clone(),
             (_, Some(_)) => "auto".to_string(),
@@ -161,7 +166,7 @@ impl S3Config {
         Ok(S3Output {
             name: self.name.clone(),
             bucket: self.bucket.clone(),
-            prefix: self.prefix.trim_matches('/').to_string(),
+            prefix: prefix.to_string(),
             endpoint,
             region,
             access_key_id,
@@ -231,6 +236,31 @@ impl S3Config {
 }
 
 /// S3's bucket naming rule (the part that matters for a path-style URL).
+/// Longest prefix: keys stay well under S3's 1,024 bytes.
+const MAX_PREFIX_BYTES: usize = 512;
+
+/// A prefix is written into keys as it is: characters the client would
+/// percent-encode, empty segments (which it would drop) and `.`/`..` would
+/// make the key written differ from the key stored and logged.
+fn valid_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.len() > MAX_PREFIX_BYTES {
+        return Err("must be at most 512 bytes");
+    }
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_.=!'()+,".contains(c);
+    for segment in prefix.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err("segments between / must not be empty, . or ..");
+        }
+        if !segment.chars().all(safe) {
+            return Err("may hold only a-z, A-Z, 0-9, / and -_.=!'()+,");
+        }
+    }
+    Ok(())
+}
+
 fn valid_bucket(b: &str) -> bool {
     (3..=63).contains(&b.len())
         && b.chars()
@@ -337,6 +367,10 @@ mod tests {
             (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nmax_object_bytes=10\n{creds}"), "outputs[0].max_object_bytes"),
             (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nevents=\"none\"\n{creds}"), "outputs[0].events"),
             (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nurls=[]\n{creds}"), "urls"),
+            (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nprefix=\"a//b\"\n{creds}"), "outputs[0].prefix"),
+            (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nprefix=\"a/../b\"\n{creds}"), "outputs[0].prefix"),
+            (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nprefix=\"nal~archive\"\n{creds}"), "outputs[0].prefix"),
+            (format!("name=\"s\"\nbucket=\"b-1\"\nregion=\"r\"\nprefix=\"{}\"\n{creds}", "a".repeat(513)), "outputs[0].prefix"),
         ] {
             let e = resolve(&toml).unwrap_err();
             assert!(e.contains(needle), "{needle} not in {e}");
@@ -346,5 +380,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ok.endpoint, None);
+        let upper = resolve(&format!(
+            "name=\"s\"\nbucket=\"b-1\"\nendpoint=\"HTTP://MinIO:9000/\"\nprefix=\"cloudflare/nal=x/v1.0\"\n{creds}"
+        ))
+        .unwrap();
+        assert_eq!(upper.endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(upper.prefix, "cloudflare/nal=x/v1.0");
     }
 }
