@@ -90,11 +90,10 @@ pub fn member(
         .rollups
         .as_deref()
         .map(|r| Accumulator::new(r, enricher, &meta));
-    let mut out = Vec::with_capacity(
-        usize::try_from(meta.decoded_bytes)
-            .unwrap_or(0)
-            .min(8 << 20),
-    );
+    // Lines gather in `out` and go into the member in chunks: a gzip
+    // member holds the compressed record, never the decoded one whole.
+    let mut body = MemberBytes::new(how.compression, meta.decoded_bytes);
+    let mut out = Vec::with_capacity(CHUNK + (64 << 10));
     let mut events = 0u64;
     let mut oversize = Vec::new();
     loop {
@@ -137,6 +136,9 @@ pub fn member(
             }
         }
         stream.advance();
+        if out.len() >= CHUNK {
+            body.take(&mut out);
+        }
     }
     if let Some(acc) = acc {
         for line in acc.finish(&how.node, id, &resolver, &meta) {
@@ -144,24 +146,54 @@ pub fn member(
             events += 1;
         }
     }
-    let bytes = match how.compression {
-        Compression::None => out,
-        Compression::Gzip => {
-            let mut gz = GzEncoder::new(
-                Vec::with_capacity(out.len() / 8),
-                flate2::Compression::fast(),
-            );
-            // Writing into a Vec cannot fail.
-            let _ = gz.write_all(&out);
-            gz.finish().unwrap_or_default()
-        }
-    };
+    body.take(&mut out);
     Ok(Some(Member {
-        bytes,
+        bytes: body.finish(),
         events,
         received_ms: meta.received_ms,
         oversize,
     }))
+}
+
+/// Rendered lines are handed to the member in chunks of this size.
+const CHUNK: usize = 256 << 10;
+
+/// A member being written: plain lines, or a gzip member fed as it goes.
+enum MemberBytes {
+    Plain(Vec<u8>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
+}
+
+impl MemberBytes {
+    fn new(compression: Compression, decoded_bytes: u64) -> MemberBytes {
+        let hint = usize::try_from(decoded_bytes).unwrap_or(0).min(8 << 20);
+        match compression {
+            Compression::None => MemberBytes::Plain(Vec::with_capacity(hint)),
+            Compression::Gzip => MemberBytes::Gzip(Box::new(GzEncoder::new(
+                Vec::with_capacity(hint / 8),
+                flate2::Compression::fast(),
+            ))),
+        }
+    }
+
+    /// Moves `lines` into the member (`lines` is left empty).
+    fn take(&mut self, lines: &mut Vec<u8>) {
+        match self {
+            MemberBytes::Plain(v) => v.append(lines),
+            MemberBytes::Gzip(gz) => {
+                // Writing into a Vec cannot fail.
+                let _ = gz.write_all(lines);
+                lines.clear();
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            MemberBytes::Plain(v) => v,
+            MemberBytes::Gzip(gz) => gz.finish().unwrap_or_default(),
+        }
+    }
 }
 
 /// What the stored body can give.
