@@ -272,6 +272,13 @@ impl Queue {
         out
     }
 
+    /// Test hook: a write error, then the reopen that follows it.
+    #[cfg(test)]
+    pub(crate) fn fail_and_reopen(&self) {
+        self.slot.write_failed(&"injected");
+        assert!(matches!(self.reopen_if_failed(), Ok(true)));
+    }
+
     /// How many body readers were opened so far.
     #[cfg(test)]
     pub(crate) fn readers_opened(&self) -> u64 {

@@ -14,7 +14,13 @@ pub struct BegunObject {
     pub last: RecordId,
     /// Its key in the bucket.
     pub key: String,
+    /// Whether it is in the bucket, whole (only releases were left).
+    pub uploaded: bool,
 }
+
+/// The byte after a begun object's last record that marks it uploaded
+/// (never the first byte of a UTF-8 key).
+const UPLOADED: u8 = 0xff;
 
 /// `len(output) ‖ output ‖ first`: one output's objects sort together, by first record.
 fn object_key(output: &str, first: RecordId) -> Vec<u8> {
@@ -51,6 +57,32 @@ impl Queue {
         self.flush()
     }
 
+    /// The object of `output` starting at `first` is in the bucket, whole:
+    /// after a crash its records are released, not written again (a rewrite
+    /// from the records not yet released would replace it with a part of
+    /// itself). On disk before this returns.
+    pub fn object_uploaded(&self, output: &str, first: RecordId) -> Result<(), QueueError> {
+        let store = self.store()?;
+        let k = object_key(output, first);
+        let Some(v) = store.objects.get(&k).map_err(|e| self.store_err(e))? else {
+            return Ok(());
+        };
+        let (Some(last), rest) = (v.get(..8), v.get(8..).unwrap_or_default()) else {
+            return Ok(());
+        };
+        if rest.first() == Some(&UPLOADED) {
+            return Ok(());
+        }
+        let mut marked = last.to_vec();
+        marked.push(UPLOADED);
+        marked.extend_from_slice(rest);
+        store
+            .objects
+            .insert(k, marked)
+            .map_err(|e| self.write_err(e))?;
+        self.flush()
+    }
+
     /// The object of `output` starting at `first` is complete and its
     /// records released.
     pub fn end_object(&self, output: &str, first: RecordId) -> Result<(), QueueError> {
@@ -72,8 +104,15 @@ impl Queue {
             else {
                 continue;
             };
-            let key = String::from_utf8_lossy(&v[8..]).into_owned();
-            out.push(BegunObject { first, last, key });
+            let rest = v.get(8..).unwrap_or_default();
+            let uploaded = rest.first() == Some(&UPLOADED);
+            let key = String::from_utf8_lossy(&rest[usize::from(uploaded)..]).into_owned();
+            out.push(BegunObject {
+                first,
+                last,
+                key,
+                uploaded,
+            });
         }
         Ok(out)
     }
@@ -101,5 +140,15 @@ mod tests {
         assert_eq!(b[0].key, "p/dt=2026-12-03/hour=07/n-4-9.ndjson.gz");
         assert_eq!(q.begun_objects("s3b").unwrap()[0].key, "other");
         assert!(q.begun_objects("s").unwrap().is_empty());
+        assert!(!b[0].uploaded);
+        q.object_uploaded("s3", 4).unwrap();
+        q.object_uploaded("s3", 4).unwrap();
+        q.object_uploaded("s3", 99).unwrap();
+        drop(q);
+        let q = Queue::open(dir.path(), QueueLimits::roomy()).unwrap();
+        let b = q.begun_objects("s3").unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(b[0].uploaded);
+        assert_eq!(b[0].key, "p/dt=2026-12-03/hour=07/n-4-9.ndjson.gz");
     }
 }

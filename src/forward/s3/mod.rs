@@ -8,13 +8,17 @@
 //! - its range and key are stored and flushed before its upload starts, so
 //!   after a crash the same records go to the same key again (no duplicate
 //!   objects, nothing half-written left as the only copy);
+//! - once the object is in the bucket that is stored and flushed too, before
+//!   any of its records is released: after a crash mid-release the rest is
+//!   released, and the object is not written again from a part of itself;
 //! - a record is released for this output only once the object holding it
 //!   is complete; until then it stays in the queue, whatever the bucket does;
 //! - on shutdown the open object is completed and uploaded (tried for
 //!   [`SHUTDOWN_WAIT`]; what does not make it is uploaded after the restart).
 //!
 //! Memory: the open object (at most `max_object_bytes`, or one record's
-//! member when a single record is larger) plus the record being rendered.
+//! member when a single record is larger) plus the record being rendered,
+//! which is compressed as it is rendered.
 
 pub mod config;
 pub mod object;
@@ -26,7 +30,7 @@ use super::context::ForwardContext;
 use super::output_metrics::OutputMetrics;
 use super::read_failures::ReadFailures;
 use super::status::{LastErrors, OutputStatus};
-use crate::queue::{DeadLetter, RecordId};
+use crate::queue::{DeadLetter, Queue, QueueError, RecordId};
 use config::S3Output;
 use object::{object_key, OpenObject};
 use record::{Member, Rendering};
@@ -55,42 +59,73 @@ pub fn spawn(
     ctx: ForwardContext,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, S3SetupError> {
-    let bucket = Arc::new(Bucket::new(o)?);
-    let m = OutputMetrics::bind(&ctx.metrics, &o.name, &[DESTINATION.to_string()]);
-    let rendering = Rendering {
-        compression: o.compression,
-        enrich: o.enrich,
-        routing: o.routing.clone(),
-        node: Arc::clone(&ctx.hostname),
-        max_event_bytes: ctx.max_event_bytes,
-    };
-    let renderer = renderer::Renderer::start(
-        &o.name,
-        Arc::clone(&ctx.queue),
-        rendering,
-        Arc::clone(&ctx.tokens),
-        Arc::clone(&ctx.enricher),
-    )
-    .map_err(|e| S3SetupError::Thread {
-        output: o.name.clone(),
-        source: e,
-    })?;
-    let out = S3Sink {
-        o: o.clone(),
-        ctx,
-        bucket,
-        m,
-        renderer,
-        open: None,
-        next: 0,
-        read_failures: ReadFailures::new(),
-        errors: LastErrors::default(),
-        shutdown,
-        stopping_since: None,
-        dead_lettered: 0,
-        corrupt: 0,
-    };
-    Ok(tokio::spawn(out.run()))
+    let sink = S3Sink::new(o, ctx, shutdown, Bucket::new(o)?)?;
+    Ok(tokio::spawn(sink.run()))
+}
+
+/// A queue call that may flush (an fsync), run off the async runtime.
+async fn off_runtime<T, F>(queue: &Arc<Queue>, f: F) -> Result<T, OffRuntimeError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Queue) -> Result<T, QueueError> + Send + 'static,
+{
+    let q = Arc::clone(queue);
+    Ok(tokio::task::spawn_blocking(move || f(&q)).await??)
+}
+
+/// A queue call run off the runtime failed.
+#[derive(Debug, thiserror::Error)]
+enum OffRuntimeError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("the blocking task ended: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl S3Sink {
+    fn new(
+        o: &S3Output,
+        ctx: ForwardContext,
+        shutdown: watch::Receiver<bool>,
+        bucket: Bucket,
+    ) -> Result<S3Sink, S3SetupError> {
+        let bucket = Arc::new(bucket);
+        let m = OutputMetrics::bind(&ctx.metrics, &o.name, &[DESTINATION.to_string()]);
+        let rendering = Rendering {
+            compression: o.compression,
+            enrich: o.enrich,
+            routing: o.routing.clone(),
+            node: Arc::clone(&ctx.hostname),
+            max_event_bytes: ctx.max_event_bytes,
+        };
+        let renderer = renderer::Renderer::start(
+            &o.name,
+            Arc::clone(&ctx.queue),
+            rendering,
+            Arc::clone(&ctx.tokens),
+            Arc::clone(&ctx.enricher),
+        )
+        .map_err(|e| S3SetupError::Thread {
+            output: o.name.clone(),
+            source: e,
+        })?;
+        Ok(S3Sink {
+            o: o.clone(),
+            generation: ctx.queue.generation(),
+            ctx,
+            bucket,
+            m,
+            renderer,
+            open: None,
+            next: 0,
+            read_failures: ReadFailures::new(),
+            errors: LastErrors::default(),
+            shutdown,
+            stopping_since: None,
+            dead_lettered: 0,
+            corrupt: 0,
+        })
+    }
 }
 
 struct S3Sink {
@@ -102,11 +137,14 @@ struct S3Sink {
     open: Option<OpenObject>,
     /// Records below this are in an object (or released, or given up).
     next: RecordId,
+    /// The queue's store generation `next` and the open object were read in.
+    generation: u64,
     read_failures: ReadFailures,
     errors: LastErrors,
     shutdown: watch::Receiver<bool>,
-    /// When stopping began (uploads then give up after [`SHUTDOWN_WAIT`]).
-    stopping_since: Option<Instant>,
+    /// When stopping began (uploads then give up after [`SHUTDOWN_WAIT`]);
+    /// the runtime's clock, as the waits that count it.
+    stopping_since: Option<tokio::time::Instant>,
     dead_lettered: u64,
     corrupt: u64,
 }
@@ -121,7 +159,7 @@ enum Read {
 
 /// Resolves once a stop has waited [`SHUTDOWN_WAIT`] (`since`: when it
 /// began, if it has); never while the output runs.
-async fn stop_deadline(mut shutdown: watch::Receiver<bool>, since: Option<Instant>) {
+async fn stop_deadline(mut shutdown: watch::Receiver<bool>, since: Option<tokio::time::Instant>) {
     let since = match since {
         Some(t) => t,
         None => {
@@ -130,10 +168,10 @@ async fn stop_deadline(mut shutdown: watch::Receiver<bool>, since: Option<Instan
                     std::future::pending::<()>().await;
                 }
             }
-            Instant::now()
+            tokio::time::Instant::now()
         }
     };
-    tokio::time::sleep_until((since + SHUTDOWN_WAIT).into()).await;
+    tokio::time::sleep_until(since + SHUTDOWN_WAIT).await;
 }
 
 fn now_ms() -> u64 {
@@ -150,6 +188,7 @@ impl S3Sink {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.stopping() {
+            self.follow_reopen().await;
             // Registered before looking, so an append meanwhile wakes the wait.
             let queue = Arc::clone(&self.ctx.queue);
             let appended = queue.appended();
@@ -176,7 +215,8 @@ impl S3Sink {
                 _ = shutdown.changed() => {}
             }
         }
-        self.stopping_since.get_or_insert_with(Instant::now);
+        self.stopping_since
+            .get_or_insert_with(tokio::time::Instant::now);
         // Everything the queue holds now goes into objects before exit,
         // as far as the wait allows.
         while self.fill().await {}
@@ -187,7 +227,8 @@ impl S3Sink {
 
     fn stopping(&mut self) -> bool {
         if *self.shutdown.borrow() {
-            self.stopping_since.get_or_insert_with(Instant::now);
+            self.stopping_since
+                .get_or_insert_with(tokio::time::Instant::now);
             return true;
         }
         false
@@ -200,8 +241,33 @@ impl S3Sink {
             .is_some_and(|t| t.elapsed() >= SHUTDOWN_WAIT)
     }
 
-    /// Objects a crash left begun: the same records to the same key.
+    /// After the queue reopened its store (following a write error), releases
+    /// and appends the old store had not flushed may be undone: the open
+    /// object may hold records that are no longer queued (their senders were
+    /// answered 503 and send them again), and released records may be back.
+    /// Both are read again from the store as it is now.
+    async fn follow_reopen(&mut self) {
+        if self.ctx.queue.generation() == self.generation {
+            return;
+        }
+        tracing::warn!(output = %self.o.name, "queue store reopened; reading it again from the oldest record not yet in an object");
+        self.open = None;
+        self.next = 0;
+        self.read_failures = ReadFailures::new();
+        self.recover().await;
+    }
+
+    /// Objects a crash left begun: an uploaded one gets the rest of its
+    /// releases, any other the same records to the same key. Records every
+    /// output released but a crash left queued are removed first (an s3
+    /// output may be the only output).
     async fn recover(&mut self) {
+        self.generation = self.ctx.queue.generation();
+        let outputs: Vec<String> = self.ctx.outputs.iter().cloned().collect();
+        let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        if let Err(e) = self.ctx.queue.sweep_released(&names) {
+            tracing::warn!(output = %self.o.name, error = %e, "could not finish earlier releases");
+        }
         let begun = match self.ctx.queue.begun_objects(&self.o.name) {
             Ok(b) => b,
             Err(e) => {
@@ -210,18 +276,25 @@ impl S3Sink {
             }
         };
         for b in begun {
-            tracing::info!(output = %self.o.name, key = %b.key, first = b.first, last = b.last, "completing an object begun before the restart");
-            let mut obj: Option<OpenObject> = None;
             let ids: Vec<RecordId> = self
                 .ctx
                 .queue
                 .ids_from(b.first)
                 .take_while(|id| *id <= b.last)
+                .filter(|id| !self.ctx.queue.is_released(*id, &self.o.name))
                 .collect();
-            for id in ids {
-                if self.ctx.queue.is_released(id, &self.o.name) {
-                    continue;
+            if b.uploaded {
+                tracing::info!(output = %self.o.name, key = %b.key, first = b.first, last = b.last, "releasing the records of an object written before the restart");
+                if !self.release(&ids).await {
+                    return;
                 }
+                self.end_object(b.first).await;
+                self.next = self.next.max(b.last + 1);
+                continue;
+            }
+            tracing::info!(output = %self.o.name, key = %b.key, first = b.first, last = b.last, "completing an object begun before the restart");
+            let mut obj: Option<OpenObject> = None;
+            for id in ids {
                 loop {
                     match self.read(id).await {
                         Read::Member(m) => {
@@ -253,7 +326,9 @@ impl S3Sink {
     }
 
     /// Adds the records waiting, in order, to the open object (closing it
-    /// when the next one does not fit); true when it took any.
+    /// when the next one does not fit); true when it moved past any record
+    /// (taken, or skipped as released or gone), so the caller looks again
+    /// at once instead of waiting for an append.
     async fn fill(&mut self) -> bool {
         let queue = Arc::clone(&self.ctx.queue);
         let limit = queue.readable_before();
@@ -262,22 +337,24 @@ impl S3Sink {
             .take_while(|id| *id < limit)
             .take(RECORDS_PER_PASS)
             .collect();
-        let mut took = false;
+        let mut moved = false;
         for id in ids {
             if self.out_of_time() {
                 return false;
             }
             if queue.is_released(id, &self.o.name) {
                 self.next = id + 1;
+                moved = true;
                 continue;
             }
             let m = match self.read(id).await {
                 Read::Member(m) => m,
                 Read::Gone => {
                     self.next = id + 1;
+                    moved = true;
                     continue;
                 }
-                Read::Later => return took,
+                Read::Later => return moved,
             };
             if let Some(o) = &self.open {
                 if !o.fits(m.bytes.len(), self.o.max_object_bytes) {
@@ -289,19 +366,18 @@ impl S3Sink {
                 }
             }
             for (number, head) in &m.oversize {
-                self.letter(
-                    id,
-                    *number,
-                    "oversize",
-                    String::from_utf8_lossy(head).into_owned(),
-                );
+                let head = String::from_utf8_lossy(head).into_owned();
+                if !self.letter(id, *number, "oversize", head) {
+                    // The record waits until its letters can be stored.
+                    return moved;
+                }
             }
             match self.open.as_mut() {
                 Some(o) => o.push(id, &m.bytes, m.events),
                 None => self.open = Some(OpenObject::new(id, m.received_ms, m.bytes, m.events)),
             }
             self.next = id + 1;
-            took = true;
+            moved = true;
             if self
                 .open
                 .as_ref()
@@ -310,7 +386,7 @@ impl S3Sink {
                 self.close_open().await;
             }
         }
-        took
+        moved
     }
 
     /// Renders record `id` on the renderer thread; a record that keeps
@@ -328,15 +404,18 @@ impl S3Sink {
                 if !self.read_failures.failed(id, Instant::now()) {
                     return Read::Later;
                 }
+                let letter =
+                    serde_json::json!({ "record": id, "error": e.to_string() }).to_string();
+                if !self.letter(id, 0, &format!("corrupt: {e}"), letter) {
+                    // Released only with its letter stored: tried again later.
+                    return Read::Later;
+                }
                 self.corrupt += 1;
                 self.m.corrupt_records.inc();
                 self.errors.note(
                     None,
                     format!("record {id} unreadable; dead-lettered as corrupt"),
                 );
-                let letter =
-                    serde_json::json!({ "record": id, "error": e.to_string() }).to_string();
-                self.letter(id, 0, &format!("corrupt: {e}"), letter);
                 self.release(&[id]).await;
                 Read::Gone
             }
@@ -347,7 +426,8 @@ impl S3Sink {
         }
     }
 
-    fn letter(&mut self, record: RecordId, number: u64, reason: &str, event: String) {
+    /// Stores a dead letter; false when it could not be stored.
+    fn letter(&mut self, record: RecordId, number: u64, reason: &str, event: String) -> bool {
         let letter = DeadLetter {
             output: self.o.name.clone(),
             record,
@@ -360,9 +440,11 @@ impl S3Sink {
             Ok(_) => {
                 self.dead_lettered += 1;
                 self.m.dead_lettered.inc();
+                true
             }
             Err(e) => {
-                tracing::error!(output = %self.o.name, record, error = %e, "cannot store a dead letter")
+                tracing::error!(output = %self.o.name, record, error = %e, "cannot store a dead letter; the record waits");
+                false
             }
         }
     }
@@ -370,14 +452,14 @@ impl S3Sink {
     async fn close_open(&mut self) {
         if let Some(o) = self.open.take() {
             if !self.complete(o, None).await {
-                tracing::warn!(output = %self.o.name, "stopped before the open object was uploaded; its records stay queued and go up after the restart");
+                tracing::warn!(output = %self.o.name, "stopped before the open object was finished; its records stay queued and it is finished after the restart");
             }
         }
     }
 
     /// Stores the object's range, uploads it (to `key`, or the key of its
-    /// range) until it is complete, then releases its records. False when
-    /// stopping ran out of time first (nothing is released then).
+    /// range) until it is complete, stores that, then releases its records.
+    /// False when stopping ran out of time first (the restart finishes it).
     async fn complete(&mut self, o: OpenObject, key: Option<String>) -> bool {
         let Some((first, last)) = o.range() else {
             return true;
@@ -393,10 +475,20 @@ impl S3Sink {
             )
         });
         let mut wait = RETRY_INITIAL;
-        while let Err(e) = self.ctx.queue.begin_object(&self.o.name, first, last, &key) {
-            tracing::error!(output = %self.o.name, error = %e, "cannot record the object about to be written; trying again");
-            if !self.back_off(&mut wait).await {
-                return false;
+        loop {
+            let (name, k) = (self.o.name.clone(), key.clone());
+            match off_runtime(&self.ctx.queue, move |q| {
+                q.begin_object(&name, first, last, &k)
+            })
+            .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(output = %self.o.name, error = %e, "cannot record the object about to be written; trying again");
+                    if !self.back_off(&mut wait).await {
+                        return false;
+                    }
+                }
             }
         }
         let body = bytes::Bytes::from(o.body);
@@ -434,8 +526,24 @@ impl S3Sink {
                 }
             }
         }
+        let mut wait = RETRY_INITIAL;
+        loop {
+            let name = self.o.name.clone();
+            match off_runtime(&self.ctx.queue, move |q| q.object_uploaded(&name, first)).await {
+                Ok(()) => break,
+                Err(e) => {
+                    // Until it is stored, a restart writes the same records to the same key.
+                    tracing::error!(output = %self.o.name, key = %key, error = %e, "cannot record the object as written; trying again");
+                    if !self.back_off(&mut wait).await {
+                        return false;
+                    }
+                }
+            }
+        }
         self.m.delivered.inc_by(o.events);
-        self.release(&o.records).await;
+        if !self.release(&o.records).await {
+            return false;
+        }
         self.end_object(first).await;
         true
     }
@@ -445,16 +553,24 @@ impl S3Sink {
         if self.stopping() && self.out_of_time() {
             return false;
         }
-        let mut shutdown = self.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(*wait) => {}
-            _ = shutdown.changed() => {}
+        if self.stopping_since.is_some() {
+            // The stop was seen: a signal that changed already must not cut
+            // every wait short (that spun through the stop's whole wait).
+            tokio::time::sleep(*wait).await;
+        } else {
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(*wait) => {}
+                _ = shutdown.changed() => {}
+            }
         }
         *wait = (*wait * 2).min(RETRY_MAX);
         !(self.stopping() && self.out_of_time())
     }
 
-    async fn release(&mut self, records: &[RecordId]) {
+    /// Releases `records` for this output; false when stopping ran out of
+    /// time first (the rest is released after the restart).
+    async fn release(&mut self, records: &[RecordId]) -> bool {
         let outputs: Vec<String> = self.ctx.outputs.iter().cloned().collect();
         let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
         for &id in records {
@@ -466,10 +582,11 @@ impl S3Sink {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
                 if self.out_of_time() {
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     async fn end_object(&mut self, first: RecordId) {
@@ -514,3 +631,6 @@ impl S3Sink {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

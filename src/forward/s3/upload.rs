@@ -3,9 +3,10 @@
 //! [`MULTIPART_ABOVE`], which R2 and S3 both take for large objects.
 
 use super::config::S3Output;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Objects larger than this go up in parts.
@@ -39,7 +40,12 @@ pub enum S3SetupError {
 /// One output's bucket.
 #[derive(Debug)]
 pub struct Bucket {
-    store: AmazonS3,
+    store: Arc<dyn ObjectStore>,
+    /// Test hook: uploads tried, and whether they fail.
+    #[cfg(test)]
+    pub(crate) tried: std::sync::atomic::AtomicU64,
+    #[cfg(test)]
+    pub(crate) failing: std::sync::atomic::AtomicBool,
 }
 
 impl Bucket {
@@ -66,18 +72,45 @@ impl Bucket {
             b = b
                 .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
+                .with_allow_http(is_plain_http(endpoint));
         }
         let store = b.build().map_err(|source| S3SetupError::Client {
             output: o.name.clone(),
             source,
         })?;
-        Ok(Bucket { store })
+        Ok(Bucket {
+            store: Arc::new(store),
+            #[cfg(test)]
+            tried: Default::default(),
+            #[cfg(test)]
+            failing: Default::default(),
+        })
+    }
+
+    /// A bucket on another store (tests: in memory).
+    #[cfg(test)]
+    pub(crate) fn on(store: Arc<dyn ObjectStore>) -> Bucket {
+        Bucket {
+            store,
+            tried: Default::default(),
+            failing: Default::default(),
+        }
     }
 
     /// Writes `body` as `key`, replacing what is there (a resend after a
     /// crash writes the same key with the same records).
     pub async fn put(&self, key: &str, body: bytes::Bytes) -> Result<(), object_store::Error> {
+        #[cfg(test)]
+        {
+            use std::sync::atomic::Ordering;
+            self.tried.fetch_add(1, Ordering::SeqCst);
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "refused on purpose".into(),
+                });
+            }
+        }
         let path = ObjectPath::from(key);
         if body.len() <= MULTIPART_ABOVE {
             self.store.put(&path, PutPayload::from(body)).await?;
@@ -101,5 +134,23 @@ impl Bucket {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+/// Whether `endpoint` is plain HTTP (a URL's scheme is case-insensitive).
+pub fn is_plain_http(endpoint: &str) -> bool {
+    endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert!(super::is_plain_http("http://127.0.0.1:9000"));
+        assert!(super::is_plain_http("HTTP://minio:9000"));
+        assert!(!super::is_plain_http("https://x.r2.cloudflarestorage.com"));
+        assert!(!super::is_plain_http("http"));
     }
 }
