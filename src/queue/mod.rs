@@ -272,6 +272,22 @@ impl Queue {
         out
     }
 
+    /// Test helper: opens the store at `path` again, waiting while a store
+    /// just dropped there still holds the lock (sled's own threads let go of
+    /// it a moment after the drop on a busy machine).
+    #[cfg(test)]
+    pub(crate) fn open_again(path: &Path) -> Queue {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Queue::open(path, QueueLimits::roomy()) {
+                Err(QueueError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.expect("queue opens again"),
+            }
+        }
+    }
+
     /// Test hook: a write error, then the reopen that follows it.
     #[cfg(test)]
     pub(crate) fn fail_and_reopen(&self) {

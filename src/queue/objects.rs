@@ -120,20 +120,20 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
-    use crate::queue::{Queue, QueueLimits};
+    use crate::queue::Queue;
 
     #[test]
     fn begun_objects_survive_a_reopen_per_output() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let q = Queue::open(dir.path(), QueueLimits::roomy()).unwrap();
+            let q = Queue::open_again(dir.path());
             q.begin_object("s3", 4, 9, "p/dt=2026-12-03/hour=07/n-4-9.ndjson.gz")
                 .unwrap();
             q.begin_object("s3", 10, 10, "k2").unwrap();
             q.begin_object("s3b", 1, 2, "other").unwrap();
             q.end_object("s3", 10).unwrap();
         }
-        let q = Queue::open(dir.path(), QueueLimits::roomy()).unwrap();
+        let q = Queue::open_again(dir.path());
         let b = q.begun_objects("s3").unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!((b[0].first, b[0].last), (4, 9));
@@ -145,7 +145,7 @@ mod tests {
         q.object_uploaded("s3", 4).unwrap();
         q.object_uploaded("s3", 99).unwrap();
         drop(q);
-        let q = Queue::open(dir.path(), QueueLimits::roomy()).unwrap();
+        let q = Queue::open_again(dir.path());
         let b = q.begun_objects("s3").unwrap();
         assert_eq!(b.len(), 1);
         assert!(b[0].uploaded);

@@ -16,7 +16,7 @@ fn meta(events: u64) -> RecordMeta {
 async fn fifo_and_reopen_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let q = Queue::open(dir.path(), limits()).unwrap();
+        let q = Queue::open_again(dir.path());
         for i in 0..300u64 {
             let p = q.append(&meta(i), format!("b{i}").as_bytes()).unwrap();
             assert_eq!(p.id, i);
@@ -25,7 +25,7 @@ async fn fifo_and_reopen_keeps_everything() {
         assert!(q.remove(0).unwrap());
         assert!(!q.contains(0));
     }
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     let s = q.stats();
     assert_eq!(s.records, 299);
     assert_eq!(s.events, (1..300).sum::<u64>());
@@ -40,7 +40,7 @@ async fn fifo_and_reopen_keeps_everything() {
 async fn ids_are_never_handed_out_twice_even_after_the_queue_empties() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let q = Queue::open(dir.path(), limits()).unwrap();
+        let q = Queue::open_again(dir.path());
         for i in 0..5u64 {
             let p = q.append(&meta(1), b"x").unwrap();
             assert_eq!(p.id, i);
@@ -51,7 +51,7 @@ async fn ids_are_never_handed_out_twice_even_after_the_queue_empties() {
         }
         assert_eq!(q.stats().records, 0);
     }
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     let p = q.append(&meta(1), b"y").unwrap();
     assert_eq!(p.id, 5, "record ids go on after an empty queue is reopened");
 }
@@ -63,7 +63,7 @@ async fn chunked_bodies_round_trip_and_index_is_repaired() {
         .map(|i| (i % 251) as u8)
         .collect();
     {
-        let q = Queue::open(dir.path(), limits()).unwrap();
+        let q = Queue::open_again(dir.path());
         for i in 0..3u64 {
             let p = q.append(&meta(i + 1), &body).unwrap();
             q.commit(p).await.unwrap();
@@ -83,7 +83,7 @@ async fn chunked_bodies_round_trip_and_index_is_repaired() {
         q.store().unwrap().index.remove(key(2)).unwrap();
         q.flush().unwrap();
     }
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     let s = q.stats();
     assert_eq!((s.records, s.events), (2, 1 + 3));
     assert_eq!(q.ids_from(0).collect::<Vec<_>>(), vec![0, 2]);
@@ -96,7 +96,7 @@ async fn records_leave_when_every_output_released_them() {
     let dir = tempfile::tempdir().unwrap();
     let outputs = ["splunk", "archive"];
     {
-        let q = Queue::open(dir.path(), limits()).unwrap();
+        let q = Queue::open_again(dir.path());
         for _ in 0..3 {
             let p = q.append(&meta(1), b"x").unwrap();
             q.commit(p).await.unwrap();
@@ -125,7 +125,7 @@ async fn records_leave_when_every_output_released_them() {
             .unwrap();
         q.flush().unwrap();
     }
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     assert_eq!(q.sweep_released(&outputs).unwrap(), 1);
     assert_eq!(q.ids_from(0).collect::<Vec<_>>(), vec![2]);
     assert!(q.is_released(2, "archive"));
@@ -138,7 +138,7 @@ async fn records_leave_when_every_output_released_them() {
 #[tokio::test]
 async fn dead_letters_list_replay_and_purge() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     let letter = |output: &str, event: &str| DeadLetter {
         output: output.into(),
         record: 7,
@@ -203,7 +203,7 @@ async fn dead_letter_counts_run_without_scanning_and_survive_reopen() {
         event: r#"{"event":"x"}"#.into(),
     };
     {
-        let q = Queue::open(dir.path(), limits()).unwrap();
+        let q = Queue::open_again(dir.path());
         // The first letter is counted by the first scan, not twice.
         q.dead_letter(&letter("a")).unwrap();
         assert_eq!(q.dead_letter_count("a"), 1);
@@ -221,7 +221,7 @@ async fn dead_letter_counts_run_without_scanning_and_survive_reopen() {
         assert_eq!((q.dead_letter_count("a"), q.dead_letter_count("b")), (4, 0));
         q.flush().unwrap();
     }
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     assert_eq!((q.dead_letter_count("a"), q.dead_letter_count("b")), (4, 0));
 }
 
@@ -256,7 +256,7 @@ async fn watermark_has_hysteresis() {
 #[tokio::test]
 async fn a_write_error_refuses_until_reopened_and_keeps_what_was_flushed() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), limits()).unwrap();
+    let q = Queue::open_again(dir.path());
     let p = q.append(&meta(1), b"kept").unwrap();
     q.commit(p).await.unwrap();
     let unflushed = q.append(&meta(1), b"not flushed").unwrap();
@@ -282,7 +282,7 @@ async fn a_write_error_refuses_until_reopened_and_keeps_what_was_flushed() {
 #[test]
 fn body_reader_streams_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Arc::new(Queue::open(dir.path(), limits()).unwrap());
+    let q = Arc::new(Queue::open_again(dir.path()));
     let body: Vec<u8> = (0..(CHUNK_BYTES * 2 + 5))
         .map(|i| (i % 253) as u8)
         .collect();
