@@ -494,6 +494,11 @@ pub async fn start(config: Settings) -> Result<Running, AppError> {
             token_metas: Arc::clone(&forward_ctx.tokens),
             enricher,
             ack_max_total: s.ack_max_total,
+            rollup_final_pass: config
+                .outputs
+                .iter()
+                .any(|o| o.routing().rollups.is_some())
+                .then(|| config.rollup.final_pass.clone()),
         }),
     })
 }

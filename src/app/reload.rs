@@ -15,6 +15,7 @@ use crate::enrich::EnricherSlot;
 use crate::forward::context::TokenMetas;
 use crate::ingest::allow::AllowList;
 use crate::ingest::IngestState;
+use crate::rollup::config::FinalPass;
 use crate::setting::Secrets;
 use crate::tls::{CertPair, CertSlot, TlsError};
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ pub(super) struct Reloader {
     pub(super) enricher: Arc<EnricherSlot>,
     /// `server.ack_max_total` in force (a restart-only key).
     pub(super) ack_max_total: usize,
+    /// The final pass systems rollups count with, when an output takes
+    /// rollups: they stay as at start (a resend rebuilds the same rollups).
+    pub(super) rollup_final_pass: Option<FinalPass>,
 }
 
 impl Reloader {
@@ -91,6 +95,12 @@ impl Reloader {
             (Some(old), Some(new)) => changed_keys(old, new),
             _ => Vec::new(),
         };
+        if let Some(running) = &self.rollup_final_pass {
+            if settings.rollup.final_pass != *running {
+                // Enrichment takes the new systems now; rollups at the restart.
+                restart_needed.push("enrich.final_pass_system (for rollups)".into());
+            }
+        }
         let s = &settings.server;
         let pair = match (&self.tls, s.tls) {
             (Some(_), true) => Some(match (&s.tls_cert, &s.tls_key) {

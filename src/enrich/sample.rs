@@ -174,6 +174,26 @@ impl<'a> Sample<'a> {
         (t.is_finite() && (0.0..1e11).contains(&t)).then_some(t)
     }
 
+    /// `Datetime` in whole epoch seconds, for bucketing: an integer (s, ms,
+    /// µs or ns, by magnitude) is divided exactly, not through an `f64`
+    /// (which rounds a 19-digit time ending in …999999900 up into the next
+    /// second, and so a sample into the next interval).
+    pub fn whole_seconds(&self) -> Option<u64> {
+        let raw = self.raw_value("Datetime")?;
+        let text = raw.trim_matches('"');
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let v: u64 = text.parse().ok()?;
+            let s = match v {
+                v if v >= 100_000_000_000_000_000 => v / 1_000_000_000,
+                v if v >= 100_000_000_000_000 => v / 1_000_000,
+                v if v >= 100_000_000_000 => v / 1_000,
+                v => v,
+            };
+            return (s < 100_000_000_000).then_some(s);
+        }
+        self.time().map(|t| t.floor() as u64)
+    }
+
     /// The derived fields; `final_pass_system` is the last mitigation system
     /// (passes count only there, so totals never count a packet thrice).
     pub fn derived(&self, final_pass_system: &str) -> Derived {

@@ -59,6 +59,15 @@ impl Output {
         }
     }
 
+    /// Which events it takes, and whether rollups.
+    pub fn routing(&self) -> &super::routing::Routing {
+        match self {
+            Output::Splunk(s) => &s.engine.routing,
+            Output::File(f) => &f.engine.routing,
+            Output::S3(o) => &o.routing,
+        }
+    }
+
     /// The output's name.
     pub fn name(&self) -> &str {
         match self {

@@ -9,7 +9,6 @@ use super::event::{OutEvent, Payload, Resolver};
 use super::source::Segment;
 use super::stream::{EventStream, Item, SourceError};
 use crate::enrich::sample::Sample;
-use crate::enrich::Enricher;
 use crate::queue::{RecordId, RecordMeta};
 use crate::rollup::config::RollupSettings;
 use crate::rollup::{RecordRollup, Rollup, RollupMeta};
@@ -36,17 +35,12 @@ pub struct Accumulator<'s> {
 }
 
 impl<'s> Accumulator<'s> {
-    /// For the record of `meta`; `counted` follows the enricher's rule when
-    /// enrichment is on (it is reloaded with it), else `[enrich]`'s.
-    pub fn new(
-        settings: &'s RollupSettings,
-        enrich: Option<&Enricher>,
-        meta: &RecordMeta,
-    ) -> Accumulator<'s> {
-        let final_pass = match enrich {
-            Some(en) => en.final_pass_system(&meta.token),
-            None => settings.final_pass.for_token(&meta.token),
-        };
+    /// For the record of `meta`; `counted` follows the final pass systems
+    /// in force at start, not a reload's: a resend must rebuild the rollups
+    /// the first send had, group for group (a reload that changes them is
+    /// reported as needing a restart for rollups).
+    pub fn new(settings: &'s RollupSettings, meta: &RecordMeta) -> Accumulator<'s> {
+        let final_pass = settings.final_pass.for_token(&meta.token);
         Accumulator {
             rollup: RecordRollup::new(settings),
             settings,

@@ -41,8 +41,8 @@ pub struct RollupSettings {
     pub top_n: usize,
     /// The metrics index.
     pub index: String,
-    /// `[enrich] final_pass_system` and the tokens' own, for `counted` when
-    /// enrichment is off (else the enricher's rule, reloaded with it, applies).
+    /// `[enrich] final_pass_system` and the tokens' own as at start, for
+    /// `counted` (a reload does not change them: see `Accumulator::new`).
     pub final_pass: FinalPass,
 }
 
@@ -83,10 +83,13 @@ impl RollupConfig {
         if interval < Duration::from_secs(1)
             || interval > MAX_INTERVAL
             || interval.subsec_nanos() != 0
+            || MAX_INTERVAL.as_secs() % interval.as_secs() != 0
         {
+            // Intervals that divide a day line up with minutes, hours and
+            // days, as `mstats span=` buckets do.
             return Err(Invalid::new(
                 "rollup.interval",
-                "must be whole seconds from 1s to 1d",
+                "must be whole seconds from 1s to 1d that divide a day (10s, 1m, 5m, 1h …)",
             ));
         }
         let dimensions = match &self.dimensions {
@@ -201,6 +204,8 @@ mod tests {
             ("interval = \"500ms\"", "rollup.interval"),
             ("interval = \"1500ms\"", "rollup.interval"),
             ("interval = \"2d\"", "rollup.interval"),
+            ("interval = \"7m\"", "rollup.interval"),
+            ("interval = \"13s\"", "rollup.interval"),
             (
                 "dimensions = [\"outcome\", \"colo\"]",
                 "rollup.dimensions[1]",

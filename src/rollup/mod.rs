@@ -8,7 +8,7 @@
 pub mod config;
 
 use crate::enrich::sample::{Derived, Sample};
-use crate::enrich::trim::subnet_of;
+use crate::enrich::trim::{protocol_name, subnet_of};
 use config::RollupSettings;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -89,8 +89,17 @@ impl Dimension {
             Dimension::AttackVector => text(s, "AttackVector"),
             Dimension::ColoCode => text(s, "ColoCode"),
             Dimension::Direction => text(s, "Direction"),
+            // By name, as Cloudflare writes it; a sample with only the number
+            // gets the same name, so one protocol is one value.
             Dimension::IpProtocol => match text(s, "IPProtocolName") {
-                name if name.is_empty() => text(s, "IPProtocol"),
+                name if name.is_empty() => {
+                    let number = text(s, "IPProtocol");
+                    number
+                        .parse::<u8>()
+                        .ok()
+                        .and_then(protocol_name)
+                        .map_or(number, str::to_string)
+                }
                 name => name,
             },
             Dimension::DestSubnet => s
@@ -217,7 +226,9 @@ impl<'s> RecordRollup<'s> {
     /// Counts a sample; `fallback_time` (the record's receive time) stands
     /// in for a `Datetime` that does not parse.
     pub fn add(&mut self, sample: &Sample<'_>, derived: &Derived, fallback_time: f64) {
-        let t = sample.time().unwrap_or(fallback_time).max(0.0) as u64;
+        let t = sample
+            .whole_seconds()
+            .unwrap_or(fallback_time.max(0.0) as u64);
         let start = t - t % self.settings.interval_s;
         let values = self
             .settings
@@ -283,7 +294,8 @@ fn fold(groups: &mut [(Vec<String>, Sums)], d: usize, top_n: usize) {
     let mut totals: HashMap<&str, u64> = HashMap::new();
     for (values, sums) in groups.iter() {
         if !values[d].is_empty() {
-            *totals.entry(values[d].as_str()).or_default() += sums.est_packets;
+            let t = totals.entry(values[d].as_str()).or_default();
+            *t = t.saturating_add(sums.est_packets);
         }
     }
     if totals.len() <= top_n {
@@ -316,10 +328,10 @@ fn rollup_id(
     key.extend_from_slice(&received_ms.to_le_bytes());
     key.extend_from_slice(&start.to_le_bytes());
     for (d, v) in dims {
+        // Lengths, not separators: no value can pass for another's end.
         key.extend_from_slice(d.name().as_bytes());
-        key.push(b'=');
+        key.extend_from_slice(&(v.len() as u64).to_le_bytes());
         key.extend_from_slice(v.as_bytes());
-        key.push(0);
     }
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
 }
@@ -350,6 +362,65 @@ mod tests {
             t.add(r.sums);
         }
         t
+    }
+
+    /// An `f64` of 1795168859999999900 ns is 1795168860.0 s: the sample
+    /// went into the next minute.
+    #[test]
+    fn a_nanosecond_time_is_bucketed_exactly() {
+        let s = RollupSettings::default();
+        let line = sample("1795168859999999900", "dosd", "drop", 1, "");
+        assert_eq!(rollups(&s, &[line])[0].time, 1_795_168_800);
+        let line = sample("1795168859999", "dosd", "drop", 1, "");
+        assert_eq!(rollups(&s, &[line])[0].time, 1_795_168_800);
+    }
+
+    #[test]
+    fn huge_sample_intervals_saturate_instead_of_overflowing() {
+        let s = RollupSettings {
+            top_n: 1,
+            ..RollupSettings::default()
+        };
+        let big = 10_000_000_000_000_000_000u64;
+        let lines: Vec<String> = [("a", 443), ("a", 80), ("b", 53)]
+            .iter()
+            .map(|(attack, port)| {
+                sample("2026-11-20T10:00:04Z", "dosd", "drop", big, "").replace(
+                    r#""DestinationPort":443"#,
+                    &format!(r#""DestinationPort":{port},"AttackID":"{attack}""#),
+                )
+            })
+            .collect();
+        let rs = rollups(&s, &lines);
+        assert_eq!(total(&rs).est_packets, u64::MAX);
+    }
+
+    #[test]
+    fn a_value_cannot_pass_for_the_next_dimension() {
+        let two = [
+            (Dimension::AttackId, "a".to_string()),
+            (Dimension::Outcome, "b".to_string()),
+        ];
+        let one = [(Dimension::AttackId, "a\0outcome=b".to_string())];
+        assert_ne!(
+            rollup_id("n", (1, 2), 0, &two),
+            rollup_id("n", (1, 2), 0, &one)
+        );
+    }
+
+    #[test]
+    fn a_protocol_number_alone_gets_its_name() {
+        let s = RollupSettings {
+            dimensions: vec![Dimension::IpProtocol],
+            ..RollupSettings::default()
+        };
+        let named = sample("2026-11-20T10:00:04Z", "dosd", "drop", 1, "");
+        let number = named.replace(r#""IPProtocolName":"tcp""#, r#""IPProtocol":6"#);
+        let odd = named.replace(r#""IPProtocolName":"tcp""#, r#""IPProtocol":253"#);
+        let rs = rollups(&s, &[named, number, odd]);
+        let values: Vec<&str> = rs.iter().map(|r| r.dimensions[0].1.as_str()).collect();
+        assert_eq!(values, ["253", "tcp"]);
+        assert_eq!(rs[1].sums.samples, 2);
     }
 
     #[test]

@@ -137,6 +137,31 @@ async fn reload_swaps_tokens_and_certificate_and_keeps_open_connections() {
     server.stop().await;
 }
 
+/// Rollups count passes at the final pass systems in force at start: a
+/// resend must rebuild the rollups its first send had. A reload that
+/// changes them says so; enrichment takes them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_pass_change_needs_a_restart_for_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", "").replace(
+        "retry_max = \"5s\"\n",
+        "retry_max = \"5s\"\nrollups = true\n",
+    );
+    let mut server = TestServer::start_text(dir.path(), &text).await;
+    let cfg = dir.path().join("sluice.toml");
+    let running = server.running.as_ref().unwrap();
+    let r = running.reload("test").await.expect("reload");
+    assert!(r.restart_needed.is_empty(), "{:?}", r.restart_needed);
+    rewrite(
+        &cfg,
+        "[log]",
+        "[enrich]\nfinal_pass_system = \"dosd\"\n\n[log]",
+    );
+    let r = running.reload("test").await.expect("reload");
+    assert_eq!(r.restart_needed, ["enrich.final_pass_system (for rollups)"]);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_sluice_reload_put_a_new_token_in_force() {
     let dir = tempfile::tempdir().unwrap();

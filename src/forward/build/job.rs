@@ -227,7 +227,7 @@ pub fn build_job(
         let mut acc = routing
             .rollups
             .as_deref()
-            .map(|r| Accumulator::new(r, enrich, &meta));
+            .map(|r| Accumulator::new(r, &meta));
         // Rollups need the samples sent before a failed read too.
         let skipped_to = match acc.as_mut() {
             Some(acc) => count_until(&mut stream, &resolver, &meta, first, acc),
@@ -496,7 +496,7 @@ fn write_own(
 
 /// Rollup events `from..from + count` of `record`, computed again from the
 /// queue (`None`: the record is gone).
-fn rollup_lines(
+pub(super) fn rollup_lines(
     shared: &BuildShared,
     record: RecordId,
     from: u64,
@@ -511,8 +511,7 @@ fn rollup_lines(
     let meta = stream.meta().clone();
     let tokens = shared.tokens.current();
     let resolver = shared.resolver(&tokens, &meta.token);
-    let enricher = shared.enricher.current();
-    let mut acc = Accumulator::new(settings, enricher.as_deref(), &meta);
+    let mut acc = Accumulator::new(settings, &meta);
     count_until(&mut stream, &resolver, &meta, meta.events, &mut acc)?;
     let mut lines = acc.finish(&shared.hostname, record, &resolver, &meta);
     let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(lines.len());

@@ -278,4 +278,47 @@ mod tests {
             .unwrap()
             .is_none());
     }
+
+    /// A resend rebuilds a record's rollups and sends the positions the
+    /// first send had: a reload of `final_pass_system` in between once
+    /// changed their groups, so some sums went twice and some never.
+    #[tokio::test]
+    async fn a_resend_rebuilds_the_same_rollups_after_a_reload() {
+        use crate::enrich::config::EnrichConfig;
+        use crate::enrich::{Enricher, EnricherSlot};
+        use crate::queue::{BodyEncoding, DataEndpoint, RecordMeta};
+        use crate::rollup::config::RollupSettings;
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
+        let mut body = String::new();
+        for system in ["dosd", "flowtrackd", "magic-firewall"] {
+            body.push_str(&format!(
+                "{{\"Datetime\":\"2026-11-20T10:00:04Z\",\"MitigationSystem\":\"{system}\",\"Outcome\":\"pass\",\"SampleInterval\":10,\"IPTotalLength\":100,\"IPDestinationAddress\":\"203.0.113.9\"}}\n"
+            ));
+        }
+        let meta = RecordMeta::plain(
+            DataEndpoint::Raw,
+            BodyEncoding::Identity,
+            body.len() as u64,
+            3,
+        );
+        let p = queue.append(&meta, body.as_bytes()).unwrap();
+        queue.commit(p).await.unwrap();
+        let enricher = |final_pass: &str| {
+            let config = EnrichConfig {
+                final_pass_system: final_pass.into(),
+                ..EnrichConfig::default()
+            };
+            Enricher::new(&config, &[]).unwrap().unwrap()
+        };
+        let mut shared = BuildShared::for_tests(Arc::clone(&queue), Compression::None);
+        shared.routing.rollups = Some(Arc::new(RollupSettings::default()));
+        shared.enricher = Arc::new(EnricherSlot::new(Some(enricher("magic-firewall"))));
+        let text = |lines: Vec<Vec<u8>>| String::from_utf8(lines.concat()).unwrap();
+        let first = text(job::rollup_lines(&shared, 0, 0, 10).unwrap().unwrap());
+        shared.enricher.replace(Some(enricher("dosd")));
+        let resent = text(job::rollup_lines(&shared, 0, 0, 10).unwrap().unwrap());
+        assert_eq!(first.lines().count(), 3);
+        assert_eq!(resent, first);
+    }
 }

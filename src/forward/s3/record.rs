@@ -89,7 +89,7 @@ pub fn member(
         .routing
         .rollups
         .as_deref()
-        .map(|r| Accumulator::new(r, enricher, &meta));
+        .map(|r| Accumulator::new(r, &meta));
     // Lines gather in `out` and go into the member in chunks: a gzip
     // member holds the compressed record, never the decoded one whole.
     let mut body = MemberBytes::new(how.compression, meta.decoded_bytes);
