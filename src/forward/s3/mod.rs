@@ -26,11 +26,12 @@ pub mod record;
 pub mod renderer;
 pub mod upload;
 
+use super::batch::Compression;
 use super::context::ForwardContext;
 use super::output_metrics::OutputMetrics;
 use super::read_failures::ReadFailures;
 use super::status::{LastErrors, OutputStatus};
-use crate::queue::{DeadLetter, Queue, QueueError, RecordId};
+use crate::queue::{BegunObject, DeadLetter, Queue, QueueError, RecordId};
 use config::S3Output;
 use object::{object_key, OpenObject};
 use record::{Member, Rendering};
@@ -63,6 +64,32 @@ pub fn spawn(
     Ok(tokio::spawn(sink.run()))
 }
 
+/// The output's renderer thread, writing members with `compression`.
+fn start_renderer(
+    o: &S3Output,
+    ctx: &ForwardContext,
+    compression: Compression,
+) -> Result<renderer::Renderer, S3SetupError> {
+    let rendering = Rendering {
+        compression,
+        enrich: o.enrich,
+        routing: o.routing.clone(),
+        node: Arc::clone(&ctx.hostname),
+        max_event_bytes: ctx.max_event_bytes,
+    };
+    renderer::Renderer::start(
+        &o.name,
+        Arc::clone(&ctx.queue),
+        rendering,
+        Arc::clone(&ctx.tokens),
+        Arc::clone(&ctx.enricher),
+    )
+    .map_err(|e| S3SetupError::Thread {
+        output: o.name.clone(),
+        source: e,
+    })
+}
+
 /// A queue call that may flush (an fsync), run off the async runtime.
 async fn off_runtime<T, F>(queue: &Arc<Queue>, f: F) -> Result<T, OffRuntimeError>
 where
@@ -91,24 +118,7 @@ impl S3Sink {
     ) -> Result<S3Sink, S3SetupError> {
         let bucket = Arc::new(bucket);
         let m = OutputMetrics::bind(&ctx.metrics, &o.name, &[DESTINATION.to_string()]);
-        let rendering = Rendering {
-            compression: o.compression,
-            enrich: o.enrich,
-            routing: o.routing.clone(),
-            node: Arc::clone(&ctx.hostname),
-            max_event_bytes: ctx.max_event_bytes,
-        };
-        let renderer = renderer::Renderer::start(
-            &o.name,
-            Arc::clone(&ctx.queue),
-            rendering,
-            Arc::clone(&ctx.tokens),
-            Arc::clone(&ctx.enricher),
-        )
-        .map_err(|e| S3SetupError::Thread {
-            output: o.name.clone(),
-            source: e,
-        })?;
+        let renderer = start_renderer(o, &ctx, o.compression)?;
         Ok(S3Sink {
             o: o.clone(),
             generation: ctx.queue.generation(),
@@ -268,11 +278,18 @@ impl S3Sink {
         if let Err(e) = self.ctx.queue.sweep_released(&names) {
             tracing::warn!(output = %self.o.name, error = %e, "could not finish earlier releases");
         }
-        let begun = match self.ctx.queue.begun_objects(&self.o.name) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(output = %self.o.name, error = %e, "cannot read the objects begun before the restart");
-                return;
+        // Without them, begun records would go to new keys beside their old
+        // objects: nothing is read until they are known.
+        let mut wait = RETRY_INITIAL;
+        let begun = loop {
+            match self.ctx.queue.begun_objects(&self.o.name) {
+                Ok(b) => break b,
+                Err(e) => {
+                    tracing::error!(output = %self.o.name, error = %e, "cannot read the objects begun before the restart; trying again");
+                    if !self.back_off(&mut wait).await {
+                        return;
+                    }
+                }
             }
         };
         for b in begun {
@@ -293,35 +310,62 @@ impl S3Sink {
                 continue;
             }
             tracing::info!(output = %self.o.name, key = %b.key, first = b.first, last = b.last, "completing an object begun before the restart");
-            let mut obj: Option<OpenObject> = None;
-            for id in ids {
-                loop {
-                    match self.read(id).await {
-                        Read::Member(m) => {
-                            match obj.as_mut() {
-                                Some(o) => o.push(id, &m.bytes, m.events),
-                                None => {
-                                    obj =
-                                        Some(OpenObject::new(id, m.received_ms, m.bytes, m.events))
-                                }
-                            }
-                            break;
-                        }
-                        Read::Gone => break,
-                        Read::Later if self.stopping() && self.out_of_time() => return,
-                        Read::Later => tokio::time::sleep(RETRY_INITIAL).await,
+            // The key was stored with the compression of its day: the
+            // object is written that way, whatever the config says now.
+            let compression = if b.key.ends_with(".gz") {
+                Compression::Gzip
+            } else {
+                Compression::None
+            };
+            let usual = match compression == self.o.compression {
+                true => None,
+                false => match start_renderer(&self.o, &self.ctx, compression) {
+                    Ok(r) => Some(std::mem::replace(&mut self.renderer, r)),
+                    Err(e) => {
+                        tracing::error!(output = %self.o.name, error = %e, "cannot start a renderer for an object begun with other compression");
+                        return;
                     }
-                }
+                },
+            };
+            let done = self.finish_begun(&b, ids).await;
+            if let Some(r) = usual {
+                self.renderer = r;
             }
-            if let Some(o) = obj {
-                if !self.complete(o, Some(b.key.clone())).await {
-                    return;
-                }
+            if !done {
+                return;
             }
             // Its first record may have left meanwhile: the mark of the
             // range as begun goes too.
             self.end_object(b.first).await;
             self.next = self.next.max(b.last + 1);
+        }
+    }
+
+    /// Writes begun object `b` again from its records `ids` still queued;
+    /// false when stopping ran out of time.
+    async fn finish_begun(&mut self, b: &BegunObject, ids: Vec<RecordId>) -> bool {
+        let mut obj: Option<OpenObject> = None;
+        for id in ids {
+            loop {
+                match self.read(id).await {
+                    Read::Member(m) => {
+                        match obj.as_mut() {
+                            Some(o) => o.push(id, &m.bytes, m.events),
+                            None => {
+                                obj = Some(OpenObject::new(id, m.received_ms, m.bytes, m.events))
+                            }
+                        }
+                        break;
+                    }
+                    Read::Gone => break,
+                    Read::Later if self.stopping() && self.out_of_time() => return false,
+                    Read::Later => tokio::time::sleep(RETRY_INITIAL).await,
+                }
+            }
+        }
+        match obj {
+            Some(o) => self.complete(o, Some(b.key.clone())).await,
+            None => true,
         }
     }
 

@@ -199,3 +199,28 @@ async fn after_a_reopen_the_output_reads_the_store_again() {
     r.sink.follow_reopen().await;
     assert_eq!(r.sink.next, 3);
 }
+
+/// The compression changed between a crash and the restart: the begun
+/// object is still written as its stored key says (gzip under `.gz`).
+#[tokio::test]
+async fn a_begun_object_keeps_the_compression_its_key_names() {
+    let mut r = rig(2, &["s3"]).await;
+    let key = "p/dt=2026-12-03/hour=11/node-0-1.ndjson.gz";
+    r.queue.begin_object("s3", 0, 1, key).unwrap();
+    r.sink.recover().await;
+    let body = object(&r.store, key).await;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut text)
+        .unwrap();
+    assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n");
+    // The output's own compression is back for what comes next.
+    let line = b"{\"n\":2}\n";
+    let meta = RecordMeta::plain(DataEndpoint::Raw, BodyEncoding::Identity, 8, 1);
+    let p = r.queue.append(&meta, line).unwrap();
+    r.queue.commit(p).await.unwrap();
+    let m = match r.sink.read(2).await {
+        Read::Member(m) => m,
+        _ => panic!("record 1 is queued"),
+    };
+    assert_eq!(m.bytes, line);
+}
