@@ -235,13 +235,15 @@ impl S3Config {
     }
 }
 
-/// S3's bucket naming rule (the part that matters for a path-style URL).
 /// Longest prefix: keys stay well under S3's 1,024 bytes.
 const MAX_PREFIX_BYTES: usize = 512;
 
 /// A prefix is written into keys as it is: characters the client would
 /// percent-encode, empty segments (which it would drop) and `.`/`..` would
-/// make the key written differ from the key stored and logged.
+/// make the key written differ from the key stored and logged. Allowed are
+/// the characters S3 calls safe plus `=` and `+,` (its other "special
+/// handling" characters, such as space, `:` and `&`, are refused too: lake
+/// engines and shells trip on them).
 fn valid_prefix(prefix: &str) -> Result<(), &'static str> {
     if prefix.len() > MAX_PREFIX_BYTES {
         return Err("must be at most 512 bytes");
@@ -261,6 +263,7 @@ fn valid_prefix(prefix: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// S3's bucket naming rule (the part that matters for a path-style URL).
 fn valid_bucket(b: &str) -> bool {
     (3..=63).contains(&b.len())
         && b.chars()

@@ -273,9 +273,13 @@ impl S3Sink {
     /// output may be the only output).
     async fn recover(&mut self) {
         self.generation = self.ctx.queue.generation();
-        let outputs: Vec<String> = self.ctx.outputs.iter().cloned().collect();
-        let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
-        if let Err(e) = self.ctx.queue.sweep_released(&names) {
+        let names: Vec<String> = self.ctx.outputs.iter().cloned().collect();
+        let swept = off_runtime(&self.ctx.queue, move |q| {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            q.sweep_released(&names)
+        })
+        .await;
+        if let Err(e) = swept {
             tracing::warn!(output = %self.o.name, error = %e, "could not finish earlier releases");
         }
         // Without them, begun records would go to new keys beside their old
@@ -302,7 +306,7 @@ impl S3Sink {
                 .collect();
             if b.uploaded {
                 tracing::info!(output = %self.o.name, key = %b.key, first = b.first, last = b.last, "releasing the records of an object written before the restart");
-                if !self.release(&ids).await {
+                if !self.release(&ids).await || !self.same_store() {
                     return;
                 }
                 self.end_object(b.first).await;
@@ -317,21 +321,24 @@ impl S3Sink {
             } else {
                 Compression::None
             };
-            let usual = match compression == self.o.compression {
-                true => None,
-                false => match start_renderer(&self.o, &self.ctx, compression) {
-                    Ok(r) => Some(std::mem::replace(&mut self.renderer, r)),
+            let mut usual = None;
+            let mut wait = RETRY_INITIAL;
+            while compression != self.o.compression && usual.is_none() {
+                match start_renderer(&self.o, &self.ctx, compression) {
+                    Ok(r) => usual = Some(std::mem::replace(&mut self.renderer, r)),
                     Err(e) => {
-                        tracing::error!(output = %self.o.name, error = %e, "cannot start a renderer for an object begun with other compression");
-                        return;
+                        tracing::error!(output = %self.o.name, error = %e, "cannot start a renderer for an object begun with other compression; trying again");
+                        if !self.back_off(&mut wait).await {
+                            return;
+                        }
                     }
-                },
-            };
+                }
+            }
             let done = self.finish_begun(&b, ids).await;
             if let Some(r) = usual {
                 self.renderer = r;
             }
-            if !done {
+            if !done || !self.same_store() {
                 return;
             }
             // Its first record may have left meanwhile: the mark of the
@@ -364,7 +371,7 @@ impl S3Sink {
             }
         }
         match obj {
-            Some(o) => self.complete(o, Some(b.key.clone())).await,
+            Some(o) => self.complete(o, Some(b)).await,
             None => true,
         }
     }
@@ -496,7 +503,7 @@ impl S3Sink {
     async fn close_open(&mut self) {
         if let Some(o) = self.open.take() {
             if !self.complete(o, None).await {
-                tracing::warn!(output = %self.o.name, "stopped before the open object was finished; its records stay queued and it is finished after the restart");
+                tracing::warn!(output = %self.o.name, "the open object was not finished (the stop's wait ran out, or the store was reopened); its records stay queued and go up later");
             }
         }
     }
@@ -504,20 +511,33 @@ impl S3Sink {
     /// Stores the object's range, uploads it (to `key`, or the key of its
     /// range) until it is complete, stores that, then releases its records.
     /// False when stopping ran out of time first (the restart finishes it).
-    async fn complete(&mut self, o: OpenObject, key: Option<String>) -> bool {
+    async fn complete(&mut self, o: OpenObject, begun: Option<&BegunObject>) -> bool {
+        if self.ctx.queue.generation() != self.generation {
+            // The store was reopened: the object may hold records it lost
+            // (their senders were answered 503). It is read again instead.
+            return false;
+        }
         let Some((first, last)) = o.range() else {
             return true;
         };
-        let key = key.unwrap_or_else(|| {
-            object_key(
-                &self.o.prefix,
-                &self.ctx.hostname,
+        // A begun object keeps its entry, even when its first record has
+        // left: a second entry for the same key would outlive a crash
+        // beside the first and rewrite the object from a part of it.
+        let (first, last, key) = match begun {
+            Some(b) => (b.first, b.last, b.key.clone()),
+            None => (
                 first,
                 last,
-                o.first_received_ms,
-                self.o.compression,
-            )
-        });
+                object_key(
+                    &self.o.prefix,
+                    &self.ctx.hostname,
+                    first,
+                    last,
+                    o.first_received_ms,
+                    self.o.compression,
+                ),
+            ),
+        };
         let mut wait = RETRY_INITIAL;
         loop {
             let (name, k) = (self.o.name.clone(), key.clone());
@@ -585,11 +605,18 @@ impl S3Sink {
             }
         }
         self.m.delivered.inc_by(o.events);
-        if !self.release(&o.records).await {
+        if !self.release(&o.records).await || !self.same_store() {
+            // A reopen may have undone releases: the entry, marked uploaded,
+            // has them done again when the store is read again.
             return false;
         }
         self.end_object(first).await;
         true
+    }
+
+    /// Whether the store is the one this output last read (no reopen since).
+    fn same_store(&self) -> bool {
+        self.ctx.queue.generation() == self.generation
     }
 
     /// Waits before the next try; false when stopping ran out of time.
