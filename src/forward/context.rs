@@ -32,6 +32,31 @@ pub struct ForwardContext {
     pub max_event_bytes: u64,
 }
 
+#[cfg(test)]
+impl ForwardContext {
+    /// Test fixture: `queue` shared by `outputs`, token "t" with no
+    /// defaults, node "node", no enrichment.
+    pub(crate) fn for_tests(
+        queue: &Arc<Queue>,
+        outputs: &[&str],
+        max_event_bytes: u64,
+    ) -> ForwardContext {
+        ForwardContext {
+            queue: Arc::clone(queue),
+            metrics: Metrics::new().expect("metrics"),
+            outputs: Arc::new(outputs.iter().map(|s| s.to_string()).collect()),
+            tokens: Arc::new(TokenMetas::new(HashMap::from([(
+                "t".to_string(),
+                TokenMeta::default(),
+            )]))),
+            hostname: "node".into(),
+            enricher: Arc::new(EnricherSlot::new(None)),
+            board: Default::default(),
+            max_event_bytes,
+        }
+    }
+}
+
 /// Token name → its metadata defaults. Reload replaces the map whole, so a
 /// job reads one consistent map; batches built from then on use the new one.
 #[derive(Debug, Default)]

@@ -288,6 +288,22 @@ impl Queue {
         }
     }
 
+    /// Test helper: queues `body` as a `/raw` record of `events` lines from
+    /// token "t", flushed, and returns its id.
+    #[cfg(test)]
+    pub(crate) async fn push_raw(&self, body: &[u8], events: u64) -> RecordId {
+        let meta = RecordMeta::plain(
+            DataEndpoint::Raw,
+            BodyEncoding::Identity,
+            body.len() as u64,
+            events,
+        );
+        let p = self.append(&meta, body).expect("append");
+        let id = p.id;
+        self.commit(p).await.expect("commit");
+        id
+    }
+
     /// Test hook: a write error, then the reopen that follows it.
     #[cfg(test)]
     pub(crate) fn fail_and_reopen(&self) {

@@ -253,12 +253,9 @@ mod tests {
     #[tokio::test]
     async fn a_resend_during_a_reopen_is_an_error_not_an_empty_batch() {
         use crate::forward::source::{Route, Segment};
-        use crate::queue::{BodyEncoding, DataEndpoint, RecordMeta};
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
-        let meta = RecordMeta::plain(DataEndpoint::Raw, BodyEncoding::Identity, 4, 2);
-        let p = queue.append(&meta, b"a\nb\n").unwrap();
-        queue.commit(p).await.unwrap();
+        queue.push_raw(b"a\nb\n", 2).await;
         let shared = BuildShared::for_tests(Arc::clone(&queue), Compression::None);
         let whole = [Segment {
             record: 0,
@@ -286,7 +283,6 @@ mod tests {
     async fn a_resend_rebuilds_the_same_rollups_after_a_reload() {
         use crate::enrich::config::EnrichConfig;
         use crate::enrich::{Enricher, EnricherSlot};
-        use crate::queue::{BodyEncoding, DataEndpoint, RecordMeta};
         use crate::rollup::config::RollupSettings;
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
@@ -296,14 +292,7 @@ mod tests {
                 "{{\"Datetime\":\"2026-11-20T10:00:04Z\",\"MitigationSystem\":\"{system}\",\"Outcome\":\"pass\",\"SampleInterval\":10,\"IPTotalLength\":100,\"IPDestinationAddress\":\"203.0.113.9\"}}\n"
             ));
         }
-        let meta = RecordMeta::plain(
-            DataEndpoint::Raw,
-            BodyEncoding::Identity,
-            body.len() as u64,
-            3,
-        );
-        let p = queue.append(&meta, body.as_bytes()).unwrap();
-        queue.commit(p).await.unwrap();
+        queue.push_raw(body.as_bytes(), 3).await;
         let enricher = |final_pass: &str| {
             let config = EnrichConfig {
                 final_pass_system: final_pass.into(),

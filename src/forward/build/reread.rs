@@ -82,21 +82,14 @@ impl Rereads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{BodyEncoding, DataEndpoint, QueueLimits, RecordMeta};
+    use crate::queue::QueueLimits;
 
     async fn queue(records: &[u64]) -> (tempfile::TempDir, Arc<Queue>) {
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
         for n in records {
             let body: String = (0..*n).map(|j| format!("e{j}\n")).collect();
-            let meta = RecordMeta::plain(
-                DataEndpoint::Raw,
-                BodyEncoding::Identity,
-                body.len() as u64,
-                *n,
-            );
-            let p = queue.append(&meta, body.as_bytes()).unwrap();
-            queue.commit(p).await.unwrap();
+            queue.push_raw(body.as_bytes(), *n).await;
         }
         (dir, queue)
     }

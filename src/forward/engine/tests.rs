@@ -5,14 +5,12 @@
 //! released — without HTTP.
 
 use super::*;
-use crate::enrich::EnricherSlot;
 use crate::forward::batch::BatchLimits;
 use crate::forward::batch::Compression;
-use crate::forward::context::{TokenMeta, TokenMetas};
 use crate::forward::transport::SendOutcome;
 use crate::metrics::Metrics;
 use crate::queue::{BodyEncoding, DataEndpoint, Queue, QueueLimits, RecordMeta};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -199,20 +197,8 @@ async fn rig_bodies(
         queue.commit(p).await.unwrap();
     }
     queue.fail_writes(failing_writes);
-    let metrics = Metrics::new().unwrap();
-    let ctx = ForwardContext {
-        queue: Arc::clone(&queue),
-        metrics: metrics.clone(),
-        outputs: Arc::new(vec![s.name.clone()]),
-        tokens: Arc::new(TokenMetas::new(HashMap::from([(
-            "t".to_string(),
-            TokenMeta::default(),
-        )]))),
-        hostname: "node".into(),
-        enricher: Arc::new(EnricherSlot::new(None)),
-        board: Default::default(),
-        max_event_bytes: 1 << 20,
-    };
+    let ctx = ForwardContext::for_tests(&queue, &[&s.name], 1 << 20);
+    let metrics = ctx.metrics.clone();
     let log = Arc::new(Log::default());
     let fake = Fake {
         dests: (0..dests).map(|d| format!("d{d}")).collect(),

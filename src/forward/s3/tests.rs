@@ -2,17 +2,13 @@
 //! a real queue: recovery, scanning and stopping decisions.
 
 use super::*;
-use crate::enrich::EnricherSlot;
 use crate::forward::batch::Compression;
-use crate::forward::context::{TokenMeta, TokenMetas};
 use crate::forward::routing::Routing;
 use crate::hec::TokenSecret;
-use crate::metrics::Metrics;
-use crate::queue::{BodyEncoding, DataEndpoint, QueueLimits, RecordMeta};
+use crate::queue::QueueLimits;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 struct Rig {
@@ -50,29 +46,11 @@ async fn rig_with(records: usize, outputs: &[&str], max_event_bytes: u64) -> Rig
     let dir = tempfile::tempdir().unwrap();
     let queue = Arc::new(Queue::open(dir.path(), QueueLimits::roomy()).unwrap());
     for i in 0..records {
-        let line = format!("{{\"n\":{i}}}\n");
-        let meta = RecordMeta::plain(
-            DataEndpoint::Raw,
-            BodyEncoding::Identity,
-            line.len() as u64,
-            1,
-        );
-        let p = queue.append(&meta, line.as_bytes()).unwrap();
-        queue.commit(p).await.unwrap();
+        queue
+            .push_raw(format!("{{\"n\":{i}}}\n").as_bytes(), 1)
+            .await;
     }
-    let ctx = ForwardContext {
-        queue: Arc::clone(&queue),
-        metrics: Metrics::new().unwrap(),
-        outputs: Arc::new(outputs.iter().map(|s| s.to_string()).collect()),
-        tokens: Arc::new(TokenMetas::new(HashMap::from([(
-            "t".to_string(),
-            TokenMeta::default(),
-        )]))),
-        hostname: "node".into(),
-        enricher: Arc::new(EnricherSlot::new(None)),
-        board: Default::default(),
-        max_event_bytes,
-    };
+    let ctx = ForwardContext::for_tests(&queue, outputs, max_event_bytes);
     let store = Arc::new(InMemory::new());
     let (stop, rx) = watch::channel(false);
     let bucket = Bucket::on(Arc::clone(&store) as Arc<dyn ObjectStore>);
@@ -220,9 +198,7 @@ async fn a_begun_object_keeps_the_compression_its_key_names() {
     assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n");
     // The output's own compression is back for what comes next.
     let line = b"{\"n\":2}\n";
-    let meta = RecordMeta::plain(DataEndpoint::Raw, BodyEncoding::Identity, 8, 1);
-    let p = r.queue.append(&meta, line).unwrap();
-    r.queue.commit(p).await.unwrap();
+    r.queue.push_raw(line, 1).await;
     let m = match r.sink.read(2).await {
         Read::Member(m) => m,
         _ => panic!("record 1 is queued"),
@@ -237,14 +213,7 @@ async fn a_begun_object_keeps_the_compression_its_key_names() {
 async fn a_record_waits_until_its_dead_letter_is_stored() {
     let mut r = rig_with(0, &["s3"], 16).await;
     let body = b"{\"n\":\"a line longer than sixteen bytes\"}\n{\"n\":1}\n";
-    let meta = RecordMeta::plain(
-        DataEndpoint::Raw,
-        BodyEncoding::Identity,
-        body.len() as u64,
-        2,
-    );
-    let p = r.queue.append(&meta, body).unwrap();
-    r.queue.commit(p).await.unwrap();
+    r.queue.push_raw(body, 2).await;
     r.queue.fail_writes(1);
     assert!(!r.sink.fill().await);
     assert!(r.sink.open.is_none(), "taken without its letter");
